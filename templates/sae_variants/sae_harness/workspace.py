@@ -1,0 +1,74 @@
+"""Everything a run needs before training: device, model, training and held-out activations, normalisation."""
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .activations import ActivationKey, ActivationSource, cached_or_streamed
+from .config import ExperimentConfig
+from .lm import load_model
+from .presets import Preset
+from .sae_base import HookSpec, SAEBase
+
+log = logging.getLogger(__name__)
+NORM_SAMPLE_TOKENS = 20_000
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sae_variants"
+
+
+@dataclass
+class Workspace:
+    config: ExperimentConfig
+    preset: Preset
+    device: str
+    cache_dir: Path
+    model: object
+    train: object
+    """CachedActivations or StreamedActivations of the training split."""
+    heldout: torch.Tensor
+    """Held-out activations (tokens, d_model), never trained on."""
+    scale: float
+    """Training inputs are scale * x, so that their mean norm is sqrt(d_model); folded back after training."""
+    setup_seconds: float
+
+    @property
+    def hook(self) -> HookSpec:
+        return HookSpec(self.preset.model_name, self.preset.layer, self.preset.hook_name)
+
+    @classmethod
+    def prepare(cls, config: ExperimentConfig) -> "Workspace":
+        started = time.perf_counter()
+        preset = config.preset_spec
+        device = config.resolved_device()
+        cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+        model = load_model(preset, device, cache_dir)
+        context = config.preset_value("context_length", device)
+        lm_batch = config.preset_value("lm_batch_prompts", device)
+
+        def source(split: str, n_tokens: int) -> ActivationSource:
+            key = ActivationKey(preset.model_name, preset.hook_name, preset.corpus, split, n_tokens, context,
+                                str(preset.torch_dtype(device)))
+            return ActivationSource(model, key, preset.layer, lm_batch)
+
+        train = cached_or_streamed(source("train", config.training_tokens), cache_dir, config.cache_max_gb,
+                                   preset.d_model)
+        heldout = cached_or_streamed(source("heldout", config.heldout_tokens), cache_dir, float("inf"),
+                                     preset.d_model).all()
+        generator = torch.Generator().manual_seed(config.seed)
+        sample = train.sample(min(NORM_SAMPLE_TOKENS, len(train)), generator)
+        scale = float(preset.d_model ** 0.5 / sample.norm(dim=-1).mean())
+        return cls(config, preset, device, cache_dir, model, train, heldout, scale, time.perf_counter() - started)
+
+    @torch.no_grad()
+    def initialise_decoder_bias(self, sae: SAEBase):
+        """Start b_dec at the mean activation: most of the residual's norm is one shared direction."""
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        sample = self.train.sample(min(NORM_SAMPLE_TOKENS, len(self.train)), generator)
+        sae.b_dec.copy_((sample.mean(dim=0) * self.scale).to(sae.b_dec))

@@ -1,0 +1,57 @@
+"""TopK SAE (Gao et al., 2024): keep each token's k largest pre-activations, with an AuxK loss that lets
+dead features learn from what the live ones fail to reconstruct."""
+
+import torch
+from torch import Tensor
+
+from sae_harness.config import ExperimentConfig
+from sae_harness.sae_base import LossParts, SAEBase
+
+AUX_COEFFICIENT = 1 / 32
+DEAD_AFTER_TOKENS = 200_000
+
+
+class TopKSAE(SAEBase):
+    saelens_architecture = "topk"
+
+    def __init__(self, config: ExperimentConfig, **base):
+        super().__init__(**base)
+        self.k = config.k
+        self.k_aux = max(1, self.cfg.d_in // 2)
+        self.register_buffer("tokens_since_fired", torch.zeros(self.cfg.d_sae, dtype=torch.long), persistent=False)
+
+    def select(self, pre: Tensor) -> Tensor:
+        """Zero all but each row's k largest pre-activations (which are then passed through ReLU)."""
+        values, indices = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, indices, values.relu())
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.select(self.pre_activations(x))
+
+    def training_loss(self, x: Tensor) -> LossParts:
+        pre = self.pre_activations(x)
+        features = self.select(pre)
+        x_hat = self.decode(features)
+        mse = self.reconstruction_mse(x, x_hat)
+        aux = AUX_COEFFICIENT * self.auxk_loss(x - x_hat.detach(), pre, features)
+        return LossParts(total=mse + aux, mse=mse, sparsity=aux, features=features)
+
+    def auxk_loss(self, residual: Tensor, pre: Tensor, features: Tensor) -> Tensor:
+        """Reconstruct the residual from the k_aux strongest dead features, relative to the residual's variance."""
+        with torch.no_grad():
+            fired = (features > 0).any(dim=0)
+            self.tokens_since_fired += len(features)
+            self.tokens_since_fired[fired] = 0
+            dead = self.tokens_since_fired >= DEAD_AFTER_TOKENS
+        k_aux = min(self.k_aux, int(dead.sum()))
+        if k_aux == 0:
+            return pre.new_zeros(())
+        dead_pre = pre.masked_fill(~dead, float("-inf"))
+        values, indices = dead_pre.topk(k_aux, dim=-1)
+        aux_features = torch.zeros_like(pre).scatter(-1, indices, values.relu())
+        residual_hat = aux_features @ self.W_dec
+        variance = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
+        return (residual_hat - residual).pow(2).sum(dim=-1).mean() / variance
+
+    def saelens_extra_config(self) -> dict:
+        return {"k": self.k}
