@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .corpus import token_rows, valid_token_mask
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: documents packed into rows with BOS separators
 
 
 @dataclass(frozen=True)

@@ -59,28 +59,27 @@ def _hub_documents(dataset_path: str) -> Iterator[str]:
 
 
 def token_rows(corpus: str, split: str, tokenizer, context_length: int, n_tokens: int) -> torch.Tensor:
-    """Rows of [BOS] + up to context_length-1 tokens of one document, padded with the pad token.
+    """Rows of context_length tokens: BOS, then documents packed one after another, each followed by BOS.
 
-    Each row starts with BOS (Gemma's loss goes from about 3.6 to 5.4 nats without it). Rows are taken
-    until they hold n_tokens non-BOS, non-pad tokens; a corpus that is too small is an error, not a silent
-    shortfall.
+    Every row starts with BOS (Gemma's loss goes from about 3.6 to 5.4 nats without it), and packing wastes
+    no compute on padding. Rows are taken until they hold n_tokens text tokens (BOS and padding excluded);
+    only the last row may be padded. A corpus that is too small is an error, not a silent shortfall.
     """
-    body = context_length - 1
     bos, pad = tokenizer.bos_token_id, _pad_id(tokenizer)
-    rows, have = [], 0
+    rows, row, have = [], [bos], 0
     for text in documents(corpus, split):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        for start in range(0, len(ids), body):
-            chunk = ids[start:start + body][: n_tokens - have]
-            if len(chunk) < 8:
-                continue
-            rows.append([bos] + chunk + [pad] * (body - len(chunk)))
-            have += len(chunk)
-            if have >= n_tokens:
+        for token in tokenizer(text, add_special_tokens=False)["input_ids"] + [bos]:
+            if len(row) == context_length:
+                rows.append(row)
+                row = [bos]
+            row.append(token)
+            have += token != bos
+            if have == n_tokens:
+                rows.append(row + [pad] * (context_length - len(row)))
                 return torch.tensor(rows, dtype=torch.long)
     raise ValueError(
-        f"corpus {corpus!r} split {split!r} has only {have} tokens at context {context_length}, "
-        f"fewer than the {n_tokens} asked for; lower training_tokens or heldout_tokens."
+        f"corpus {corpus!r} split {split!r} has only {have} tokens, fewer than the {n_tokens} asked for; "
+        "lower training_tokens or heldout_tokens."
     )
 
 

@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEMPLATE_DIR
+
+TINY = {
+    "SAE_PRESET": "gemma-3-270m",
+    "SAE_DEVICE": "cpu",
+    "SAE_TRAINING_TOKENS": "8192",
+    "SAE_HELDOUT_TOKENS": "2048",
+    "SAE_DICT_SIZE": "256",
+    "SAE_BATCH_SIZE": "512",
+    "SAE_EPOCHS": "3",
+    "SAE_WARMUP_STEPS": "5",
+    "SAE_RESAMPLE_EVERY": "10",
+    "SAE_LOG_EVERY": "4",
+    "SAE_LR": "0.003",
+    "SAE_EVAL_RECONSTRUCTION_BATCHES": "1",
+    "SAE_EVAL_SPARSITY_BATCHES": "1",
+    "SAE_EVAL_BATCH_PROMPTS": "2",
+}
+
+
+def tiny_environment(cache_dir: Path, **overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAE_")}
+    env.update(TINY, SAE_CACHE_DIR=str(cache_dir), **overrides)
+    return env
+
+
+def run_experiment(out_dir: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TEMPLATE_DIR / "experiment.py"), f"--out_dir={out_dir}"],
+        cwd=out_dir.parent, env=env, capture_output=True, text=True, timeout=1200,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_config(cache_dir):
+    from sae_harness.config import load_config
+
+    return load_config(TEMPLATE_DIR / "config.toml", environ=tiny_environment(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(tiny_config):
+    from sae_harness.workspace import Workspace
+
+    return Workspace.prepare(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_dir) -> Path:
+    """One real end-to-end run of experiment.py at tiny sizes, shared by the tests that read its outputs."""
+    out_dir = tmp_path_factory.mktemp("experiment") / "run_0"
+    result = run_experiment(out_dir, tiny_environment(cache_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out_dir

@@ -1,0 +1,92 @@
+"""The SAE variants and the trainer, on real cached activations of the offline model at tiny sizes."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from experiment import SAE_CLASSES, CustomTrainer, train
+from sae_harness.activations import ShuffleBuffer
+from sae_harness.sae_base import HookSpec
+
+HOOK = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
+
+
+def make_sae(variant, config, d_in=640, d_sae=256):
+    return SAE_CLASSES[variant](config=config, d_in=d_in, d_sae=d_sae, hook=HOOK, device="cpu",
+                                generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("variant", sorted(SAE_CLASSES))
+def test_training_lowers_the_loss(variant, tiny_workspace, tiny_config):
+    config = dataclasses.replace(tiny_config, variant=variant, sources={})
+    sae = make_sae(variant, config)
+    tiny_workspace.initialise_decoder_bias(sae)
+    facts = train(sae, tiny_workspace, config)
+    losses = [row["loss"] for row in facts["log"]]
+    assert facts["training_steps"] == config.epochs * (config.training_tokens // config.batch_size)
+    assert losses[-1] < 0.7 * losses[0], f"{variant}: loss went {losses[0]:.1f} -> {losses[-1]:.1f}"
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(sae.cfg.d_sae), atol=1e-5)
+
+
+def test_topk_keeps_exactly_k_features(tiny_config):
+    config = dataclasses.replace(tiny_config, variant="topk", k=7, sources={})
+    sae = make_sae("topk", config)
+    x = torch.randn(64, 640) * 3
+    # Raise every pre-activation so that ReLU never removes one of the k winners.
+    with torch.no_grad():
+        sae.b_enc.fill_(100.0)
+    assert ((sae.encode(x) > 0).sum(dim=-1) == 7).all()
+
+
+@pytest.mark.parametrize("variant", sorted(SAE_CLASSES))
+def test_folding_the_normalisation_scale_gives_the_same_reconstruction_on_raw_inputs(variant, tiny_config):
+    config = dataclasses.replace(tiny_config, variant=variant, sources={})
+    sae = make_sae(variant, config).eval()
+    with torch.no_grad():
+        sae.b_enc.uniform_(-0.5, 0.5)
+        sae.b_dec.normal_()
+    if variant == "batchtopk":
+        sae.threshold.fill_(0.3)
+    x_raw = torch.randn(32, 640) * 400.0
+    scale = 0.0123
+    expected = sae(x_raw * scale) / scale
+    sae.fold_activation_scale(scale)
+    assert torch.allclose(sae(x_raw), expected, rtol=1e-4, atol=1e-2)
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(256), atol=1e-5)
+
+
+def test_resampling_points_dead_features_at_badly_reconstructed_inputs(tiny_config):
+    sae = make_sae("relu", tiny_config)
+    trainer = CustomTrainer(sae, tiny_config, total_steps=1000)
+    x = torch.randn(512, 640)
+    dead = torch.zeros(256, dtype=torch.bool)
+    dead[:40] = True
+    trainer.steps_since_fired[dead] = tiny_config.resample_every
+    before = sae.W_dec.detach().clone()
+    assert trainer.resample_dead_features(x) == 40
+    assert not torch.allclose(sae.W_dec[:40], before[:40])
+    assert torch.equal(sae.W_dec[40:], before[40:])
+    assert torch.allclose(sae.W_dec[:40].norm(dim=1), torch.ones(40), atol=1e-5)
+    assert (trainer.steps_since_fired[:40] == 0).all()
+
+
+def test_learning_rate_warms_up_then_decays_to_zero(tiny_config):
+    config = dataclasses.replace(tiny_config, warmup_steps=10, sources={})
+    trainer = CustomTrainer(make_sae("relu", config), config, total_steps=100)
+    assert trainer.lr_factor(0) == pytest.approx(0.1)
+    assert trainer.lr_factor(50) == 1.0
+    assert trainer.lr_factor(100) == 0.0
+    assert 0 < trainer.lr_factor(90) < 1
+
+
+def test_shuffle_buffer_emits_every_row_once_in_a_new_order():
+    buffer = ShuffleBuffer(capacity=256, generator=torch.Generator().manual_seed(0))
+    out = []
+    for start in range(0, 1024, 64):
+        buffer.push(torch.arange(start, start + 64, dtype=torch.float32)[:, None])
+        out.extend(buffer.drain(32))
+    out.extend(buffer.drain(32, final=True))
+    rows = torch.cat(out).flatten()
+    assert sorted(rows.tolist()) == list(range(1024))
+    assert not torch.equal(rows, torch.arange(1024, dtype=torch.float32))
