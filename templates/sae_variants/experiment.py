@@ -9,6 +9,7 @@ activation caching, evaluation, result writing) lives in sae_harness/.
 """
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,11 @@ class CustomTrainer:
             self.resampled += self.resample_dead_features(x)
         return parts
 
+    def dead_fraction(self) -> float:
+        """Fraction of features silent for a whole resampling window (1,000 steps when resampling is off)."""
+        window = self.config.resample_every or 1000
+        return (self.steps_since_fired >= window).float().mean().item()
+
     @torch.no_grad()
     def remove_decoder_grad_parallel_to_rows(self):
         """Keep each W_dec row's gradient tangent to the unit sphere the row is projected back onto."""
@@ -153,8 +159,7 @@ def train(sae: SAEBase, workspace: Workspace, config: ExperimentConfig) -> dict:
                         "mse": parts.mse.item(),
                         "sparsity_loss": parts.sparsity.item(),
                         "l0": (parts.features > 0).float().sum(dim=-1).mean().item(),
-                        "dead_fraction": (trainer.steps_since_fired >= max(1, config.resample_every or 1000))
-                        .float().mean().item(),
+                        "dead_fraction": trainer.dead_fraction(),
                         "lr": trainer.scheduler.get_last_lr()[0],
                     })
                     bar.set_postfix(loss=f"{parts.total.item():.3g}", l0=f"{log_rows[-1]['l0']:.0f}")
@@ -173,13 +178,14 @@ def train(sae: SAEBase, workspace: Workspace, config: ExperimentConfig) -> dict:
 
 
 def main(out_dir: Path) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
     try:
         config = load_config(TEMPLATE_DIR / "config.toml")
+        workspace = Workspace.prepare(config)
     except ConfigError as err:
         print(f"Configuration error: {err}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
-    workspace = Workspace.prepare(config)
     torch.manual_seed(config.seed)
     sae = SAE_CLASSES[config.variant](
         config=config,

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +71,12 @@ def cached_or_streamed(source: ActivationSource, cache_dir: Path, cache_max_gb: 
         return StreamedActivations(source)
     path = cache_dir / "activations" / f"{source.key.digest()}.npy"
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        free_gb = shutil.disk_usage(path.parent).free / 1e9
+        if free_gb < size_gb + 1.0:
+            log.warning("Only %.1f GB free in %s for %.1f GB of activations: streaming them instead",
+                        free_gb, path.parent, size_gb)
+            return StreamedActivations(source)
         _write_cache(source, path, d_model)
     else:
         log.info("Reusing cached activations %s", path)
@@ -78,7 +85,7 @@ def cached_or_streamed(source: ActivationSource, cache_dir: Path, cache_max_gb: 
 
 def _write_cache(source: ActivationSource, path: Path, d_model: int):
     """Fill a memory-mapped file and rename it into place, so a killed run leaves no half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_partials(path)
     partial = path.with_suffix(f".partial-{os.getpid()}.npy")
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(source.key.n_tokens, d_model))
     filled = 0
@@ -92,6 +99,14 @@ def _write_cache(source: ActivationSource, path: Path, d_model: int):
     meta = path.with_suffix(".json")
     meta.write_text(json.dumps(asdict(source.key), indent=2))
     os.replace(partial, path)
+
+
+def _remove_abandoned_partials(path: Path):
+    """Delete partial files of this cache entry left by runs that were killed (their process is gone)."""
+    for partial in path.parent.glob(f"{path.stem}.partial-*.npy"):
+        pid = partial.name.split(".partial-")[1].removesuffix(".npy")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            partial.unlink(missing_ok=True)
 
 
 class CachedActivations:

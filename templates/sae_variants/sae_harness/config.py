@@ -30,7 +30,7 @@ class ExperimentConfig:
     """Residual layer to read; -1 keeps the preset's layer."""
     device: str = "auto"
     """'auto' (cuda when present), 'cpu' or 'cuda[:i]'."""
-    dict_size: int = 4096
+    dict_size: int = 2048
     """Number of SAE features (d_sae)."""
     training_tokens: int = 400_000
     """Language-model tokens (BOS and padding excluded) whose activations are used for training."""
@@ -38,9 +38,9 @@ class ExperimentConfig:
     """Passes over the training activations."""
     batch_size: int = 2048
     """Activations per SAE optimisation step."""
-    lr: float = 4e-4
+    lr: float = 2e-3
     """Peak Adam learning rate."""
-    sparsity_penalty: float = 2.0
+    sparsity_penalty: float = 0.6
     """L1 coefficient (relu) or L0 coefficient (jumprelu); ignored by topk and batchtopk."""
     k: int = 32
     """Active features per token for topk and batchtopk."""
@@ -48,7 +48,7 @@ class ExperimentConfig:
     """Target L0 for jumprelu."""
     warmup_steps: int = 100
     """Steps of linear learning-rate warmup."""
-    resample_every: int = 150
+    resample_every: int = 100
     """Steps between dead-feature resamplings; 0 turns resampling off."""
     seed: int = 0
     """Seed for the SAE initialisation and the shuffling of activations."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .config import ConfigError
+
 HELDOUT_EVERY = 8
 MIN_ARTICLE_CHARS = 2000
 SPLITS = ("train", "heldout")
@@ -54,7 +56,16 @@ def _tidy(text: str) -> str:
 def _hub_documents(dataset_path: str) -> Iterator[str]:
     from datasets import load_dataset
 
-    for row in load_dataset(dataset_path, split="train", streaming=True):
+    try:
+        rows = iter(load_dataset(dataset_path, split="train", streaming=True))
+        first = next(rows)
+    except (OSError, ConnectionError) as err:
+        raise ConfigError(
+            f"corpus {dataset_path}: could not stream it from the Hugging Face hub ({type(err).__name__}: "
+            f"{str(err)[:300]}); without hub access use preset = \"gemma-3-270m\"."
+        ) from None
+    yield first["text"]
+    for row in rows:
         yield row["text"]
 
 
@@ -77,9 +88,9 @@ def token_rows(corpus: str, split: str, tokenizer, context_length: int, n_tokens
             if have == n_tokens:
                 rows.append(row + [pad] * (context_length - len(row)))
                 return torch.tensor(rows, dtype=torch.long)
-    raise ValueError(
+    raise ConfigError(
         f"corpus {corpus!r} split {split!r} has only {have} tokens, fewer than the {n_tokens} asked for; "
-        "lower training_tokens or heldout_tokens."
+        "lower training_tokens (or heldout_tokens) in config.toml or its SAE_* override."
     )
 
 

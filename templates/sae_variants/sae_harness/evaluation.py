@@ -178,7 +178,10 @@ def _run_dataset_eval(name: str, sae: SAEBase, workspace) -> EvalGroup:
     try:
         main = importlib.import_module(f"sae_bench.evals.{module_name}.main")
         eval_config_module = importlib.import_module(f"sae_bench.evals.{module_name}.eval_config")
-        eval_config = getattr(eval_config_module, config_name)(model_name=workspace.preset.model_name, **extra)
+        config_class = getattr(eval_config_module, config_name)
+        if "llm_dtype" in {f.name for f in dataclasses.fields(config_class)}:
+            extra["llm_dtype"] = str(workspace.preset.torch_dtype(workspace.device)).removeprefix("torch.")
+        eval_config = config_class(model_name=workspace.preset.model_name, **extra)
         with tempfile.TemporaryDirectory() as out:
             results = main.run_eval(eval_config, [(f"custom_{name}", sae)], workspace.device, out, force_rerun=True)
     except (OSError, ConnectionError, ValueError, RuntimeError, ImportError) as err:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer
 
+from .config import ConfigError
 from .presets import Preset
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,13 @@ def load_model(preset: Preset, device: str, cache_dir: Path) -> HookedTransforme
             preset.model_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
         )
     elif preset.loader == "hub":
-        model = HookedTransformer.from_pretrained_no_processing(preset.model_name, device=device, dtype=dtype)
+        try:
+            model = HookedTransformer.from_pretrained_no_processing(preset.model_name, device=device, dtype=dtype)
+        except (OSError, ConnectionError) as err:
+            raise ConfigError(
+                f"preset {preset.name}: could not load {preset.model_name} from the Hugging Face hub "
+                f"({type(err).__name__}: {str(err)[:300]}); without hub access use preset = \"gemma-3-270m\"."
+            ) from None
     else:
         raise ValueError(f"preset {preset.name}: unknown loader {preset.loader!r}")
     model.eval()

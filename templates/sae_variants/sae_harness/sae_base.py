@@ -47,7 +47,8 @@ class SAEBase(BaseSAE):
             self.W_enc.copy_(W_dec.T)
 
     def pre_activations(self, x: Tensor) -> Tensor:
-        return (x - self.b_dec) @ self.W_enc + self.b_enc
+        # A bf16 language model (gemma-2-2b on a GPU) hands us bf16 activations; the SAE computes in its own dtype.
+        return (x.to(self.W_enc.dtype) - self.b_dec) @ self.W_enc + self.b_enc
 
     def decode(self, features: Tensor) -> Tensor:
         return features @ self.W_dec + self.b_dec
