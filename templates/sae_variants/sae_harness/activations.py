@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .corpus import token_rows, valid_token_mask
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 2  # 2: documents packed into rows with BOS separators
+CACHE_FORMAT = 3  # 2: documents packed into rows with BOS separators; 3: split by content hash
 
 
 @dataclass(frozen=True)
