@@ -1,4 +1,5 @@
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,26 @@ TINY = {
     "SAE_EVAL_SPARSITY_BATCHES": "1",
     "SAE_EVAL_BATCH_PROMPTS": "2",
 }
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every random generator starts from the same seed in every test."""
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The activation and model cache. Shared with real runs: entries are keyed by content, and tiny test
+    entries never collide with real-sized ones."""
+    from sae_harness.workspace import default_cache_dir
+
+    return Path(os.environ["SAE_CACHE_DIR"]) if os.environ.get("SAE_CACHE_DIR") else default_cache_dir()
 
 
 def tiny_environment(cache_dir: Path, **overrides) -> dict:

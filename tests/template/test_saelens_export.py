@@ -32,3 +32,24 @@ def test_round_trip(variant, tiny_config, tmp_path):
         assert (ours > 0).sum() > 0
         assert torch.allclose(theirs, ours, atol=1e-5)
         assert torch.allclose(loaded(x), sae(x), atol=1e-4)
+
+
+def test_an_export_that_does_not_match_our_encode_is_reported(tiny_config, tmp_path):
+    from experiment import CustomSAE
+    from sae_harness.saelens_export import verify_saelens_export
+
+    class HalvedReLU(CustomSAE):
+        """An idea's edit that no SAELens 'standard' SAE computes."""
+
+        def encode(self, x):
+            return super().encode(x) * 0.5
+
+    sae = HalvedReLU(config=tiny_config, d_in=640, d_sae=128, hook=HOOK, device="cpu",
+                     generator=torch.Generator().manual_seed(0)).eval()
+    x = torch.randn(64, 640) * 2
+    path = export_saelens(sae, tmp_path / "sae", context_length=128, extra_metadata={})
+    problem = verify_saelens_export(sae, path, x)
+    assert problem and "'standard' does not reproduce this SAE" in problem
+    plain = CustomSAE(config=tiny_config, d_in=640, d_sae=128, hook=HOOK, device="cpu",
+                      generator=torch.Generator().manual_seed(0)).eval()
+    assert verify_saelens_export(plain, export_saelens(plain, tmp_path / "plain", 128, {}), x) is None

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import jsonschema
 import numpy as np
 
 from .evaluation import core_group, dataset_eval_groups
-from .saelens_export import export_saelens
+from .saelens_export import export_saelens, verify_saelens_export
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "final_info.schema.json"
 
@@ -90,11 +91,15 @@ def write_run(out_dir: Path, config, workspace, sae, facts: dict, wall_started: 
         **{name: group.to_json() for name, group in groups.items()},
     }
     info = _finite(info)
-    validate_final_info(info)
 
     atomic_write_text(out_dir / "training_log.jsonl", "".join(json.dumps(row) + "\n" for row in log_rows))
     atomic_save_npy(out_dir / "feature_frequencies.npy", frequencies)
-    export_saelens(sae, out_dir / "sae", config.preset_value("context_length", workspace.device),
-                   {"variant": config.variant, "training_tokens": facts["training_tokens"]})
+    export = export_saelens(sae, out_dir / "sae", config.preset_value("context_length", workspace.device),
+                            {"variant": config.variant, "training_tokens": facts["training_tokens"]})
+    problem = verify_saelens_export(sae, export, workspace.heldout[:512])
+    if problem:
+        shutil.rmtree(export)
+    info["training"]["saelens_export"] = problem or "sae/ loads with sae_lens.SAE.load_from_disk"
+    validate_final_info(info)
     atomic_write_text(out_dir / "final_info.json", json.dumps(info, indent=2))
     return info

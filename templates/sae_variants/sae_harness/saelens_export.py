@@ -1,4 +1,9 @@
-"""Save an SAE in SAELens's on-disk format, written by SAELens itself, so `SAE.load_from_disk(path)` loads it."""
+"""Save an SAE in SAELens's on-disk format, written by SAELens itself, so `SAE.load_from_disk(path)` loads it.
+
+An idea may change CustomSAE's encode into something no SAELens architecture computes. So every export is loaded
+back and compared with our SAE on real activations; an export that does not reconstruct as ours is removed and
+reported, never left behind to mislead.
+"""
 
 import os
 import shutil
@@ -44,3 +49,20 @@ def export_saelens(sae: SAEBase, path: Path, context_length: int, extra_metadata
         shutil.rmtree(path)
     os.replace(staging, path)
     return path
+
+
+def verify_saelens_export(sae: SAEBase, path: Path, acts: torch.Tensor) -> str | None:
+    """None if SAELens's loaded copy reconstructs acts as our SAE does, else the reason it does not."""
+    from sae_lens import SAE
+
+    loaded = SAE.load_from_disk(path, device="cpu")
+    x = acts.to(torch.float32).cpu()
+    with torch.no_grad():
+        ours = sae.to(device="cpu")(x)
+        theirs = loaded(x)
+    scale = ours.norm(dim=-1).mean()
+    worst = ((ours - theirs).norm(dim=-1) / scale).max().item()
+    if worst > 1e-3:
+        return (f"SAELens architecture {sae.saelens_architecture!r} does not reproduce this SAE "
+                f"(largest relative difference {worst:.3g}); set saelens_architecture to match encode()")
+    return None

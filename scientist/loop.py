@@ -1,0 +1,178 @@
+"""The experiment loop for one idea: plan, edit, lint, run, record, interpret; then the plot stage.
+
+AI-Scientist's semantics, with its known failures closed:
+- an edit that changed nothing is reported to the coder, and the same code is never run twice;
+- lint errors go back to the coder without using a run;
+- the results block in notes.txt is written by code from final_info.json, with better/worse taken from the
+  metric registry; the LLM only adds its interpretation below it.
+"""
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .coder import Coder
+from .folder import IdeaFolder
+from .metrics import results_block
+from .prompts import render
+from .runner import FATAL_LINT_CODES, lint, run_experiment, run_plot
+
+log = logging.getLogger(__name__)
+RUN_COMMAND = "python experiment.py --out_dir=run_i"
+FIGURES = ("metrics_comparison.png", "feature_density.png", "activation_frequency_rank.png", "training_curves.png")
+
+
+@dataclass
+class LoopSettings:
+    max_runs: int = 5
+    max_iters: int = 4
+    run_timeout_s: float = 7200.0
+    plot_timeout_s: float = 600.0
+
+
+@dataclass
+class IdeaProgress:
+    """What state.json holds, and what the live view shows."""
+
+    idea: str
+    stage: str = "starting"
+    run: int = 0
+    tries: int = 0
+    status: str = "running"
+    runs: dict = field(default_factory=dict)
+    ran_code: list = field(default_factory=list)
+
+
+def baseline_problem(info: dict) -> str | None:
+    """Why a run_0 cannot serve as a baseline, or None. The seed runs compared ideas with an untrained SAE."""
+    training, core = info.get("training", {}).get("means", {}), info.get("core", {}).get("means", {})
+    if not training.get("training_steps"):
+        return "training_steps is 0 or missing: the baseline SAE was never trained"
+    if not core.get("l0"):
+        return "L0 is 0 or missing: the baseline SAE has no active features"
+    ev = core.get("explained_variance")
+    if ev is None or ev < 0:
+        return f"explained variance is {ev}: the baseline reconstructs worse than the mean"
+    return None
+
+
+def description_from(reply: str) -> str | None:
+    match = re.search(r"^\s*DESCRIPTION:\s*(.+)$", reply, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def interpretation_from(reply: str) -> str | None:
+    match = re.search(r"^\s*INTERPRETATION:\s*(.+?)(?:^\s*DESCRIPTION:|^\s*ALL_COMPLETED|\Z)", reply,
+                      flags=re.MULTILINE | re.DOTALL)
+    return match.group(1).strip() if match else None
+
+
+def code_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ExperimentLoop:
+    def __init__(self, folder: IdeaFolder, idea: dict, coder: Coder, python: Path, settings: LoopSettings,
+                 on_progress=None):
+        self.folder, self.idea, self.coder, self.python, self.settings = folder, idea, coder, python, settings
+        self.progress = IdeaProgress(idea=idea["Name"])
+        self.on_progress = on_progress or (lambda progress: None)
+        self.baseline = folder.read_final_info(0)
+        self.experiment_py = folder.path / "experiment.py"
+
+    def update(self, **changes):
+        for key, value in changes.items():
+            setattr(self.progress, key, value)
+        self.folder.save_state(vars(self.progress))
+        self.on_progress(self.progress)
+
+    def run(self) -> int:
+        """Run the idea's experiments; return the number of successful runs."""
+        prompt = render("coder_plan", title=self.idea["Title"], experiment=self.idea["Experiment"],
+                        max_runs=self.settings.max_runs, run_command=RUN_COMMAND,
+                        baseline_results=results_block(0, "baseline", self.baseline, self.baseline))
+        run_number, fails_in_row, description = 1, 0, None
+        while run_number <= self.settings.max_runs:
+            if fails_in_row >= self.settings.max_iters:
+                self.folder.log(f"run {run_number}: {fails_in_row} failed tries in a row; ending the idea")
+                self.update(status="out_of_tries")
+                break
+            self.update(stage="coding", run=run_number, tries=fails_in_row + 1)
+            digest_before = code_digest(self.experiment_py)
+            reply = self.coder.ask(prompt, stage=f"run_{run_number}")
+            if run_number > 1 and fails_in_row == 0:
+                self.record_interpretation(run_number - 1, reply)
+            description = description_from(reply) or description
+            changed = code_digest(self.experiment_py) != digest_before
+            if "ALL_COMPLETED" in reply and not changed:
+                self.folder.log("coder: ALL_COMPLETED")
+                break
+            prompt, ran = self.try_run(run_number, description, changed)
+            if ran:
+                run_number, fails_in_row = run_number + 1, 0
+            else:
+                fails_in_row += 1
+        if self.progress.status == "running":
+            self.update(status="runs_done")
+        return run_number - 1
+
+    def try_run(self, run_number: int, description: str | None, changed: bool) -> tuple[str, bool]:
+        """Lint and run the current code; return the next prompt for the coder and whether the run succeeded."""
+        digest = code_digest(self.experiment_py)
+        if not changed or digest in self.progress.ran_code:
+            detail = "" if not changed else " that has not already been run"
+            self.folder.log(f"run {run_number}: the edit changed nothing{detail}; not run")
+            return render("coder_no_change", detail=detail, run_number=run_number), False
+        self.folder.commit(f"Coder edit for run {run_number}: {description or 'no description'}")
+        problems = lint(self.experiment_py)
+        if problems:
+            self.folder.log(f"run {run_number}: lint gate failed:\n{problems}")
+            return render("coder_lint_failed", select=FATAL_LINT_CODES, lint_output=problems), False
+        self.update(stage="running")
+        self.progress.ran_code.append(digest)
+        result = run_experiment(self.python, self.folder.path, run_number, self.settings.run_timeout_s)
+        if result.timed_out:
+            self.folder.log(f"run {run_number}: timed out after {self.settings.run_timeout_s:.0f} s")
+            return render("coder_run_timeout", run_number=run_number, timeout_s=self.settings.run_timeout_s), False
+        if not result.ok:
+            self.folder.log(f"run {run_number}: failed with exit code {result.returncode}")
+            return render("coder_run_failed", run_number=run_number, returncode=result.returncode,
+                          stderr_tail=result.stderr_tail), False
+        info = self.folder.read_final_info(run_number)
+        block = results_block(run_number, description or "no description given", self.baseline, info)
+        self.folder.append_notes(block)
+        commit = self.folder.commit(f"Run {run_number} results: {description or 'no description'}")
+        self.progress.runs[str(run_number)] = {"description": description, "commit": commit,
+                                               "seconds": round(result.seconds, 1)}
+        self.folder.log(f"run {run_number}: succeeded in {result.seconds:.0f} s ({commit[:10]})")
+        return render("coder_next_run", run_number=run_number, next_run=run_number + 1, results_block=block), True
+
+    def record_interpretation(self, run_number: int, reply: str):
+        text = interpretation_from(reply)
+        if text:
+            self.folder.append_notes(f"Interpretation of run {run_number} (written by the LLM coder):\n{text}")
+            self.folder.commit(f"Coder's interpretation of run {run_number}")
+
+
+def plot_stage(folder: IdeaFolder, loop: ExperimentLoop, plot_coder: Coder, notes_coder: Coder) -> bool:
+    """The coder labels the runs in plot.py, plot.py runs (with retries), and the coder describes each figure."""
+    runs = "\n".join(f"run_{n}: {r['description']}" for n, r in loop.progress.runs.items())
+    loop.update(stage="plotting")
+    prompt = render("coder_plot", runs=f"run_0: baseline\n{runs}")
+    for attempt in range(1, loop.settings.max_iters + 1):
+        plot_coder.ask(prompt, stage="plot")
+        result = run_plot(loop.python, folder.path, loop.settings.plot_timeout_s, attempt)
+        if result.ok:
+            break
+        folder.log(f"plot.py attempt {attempt} failed with exit code {result.returncode}")
+        prompt = render("coder_plot_failed", returncode=result.returncode, stderr_tail=result.stderr_tail)
+    else:
+        folder.commit("plot.py failed")
+        return False
+    folder.commit("Plots")
+    loop.update(stage="describing plots")
+    notes_coder.ask(render("coder_plot_notes", figures=", ".join(FIGURES)), stage="plot_notes")
+    folder.commit("Figure descriptions in notes.txt")
+    return True

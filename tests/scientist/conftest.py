@@ -1,0 +1,62 @@
+"""Fixtures for the research loop's tests: a copy of the real template with a tiny real baseline, and a scripted
+LLM whose replies still go through aider's real edit code."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEMPLATE_DIR
+
+TINY_RUN_ENV = {
+    "SAE_DEVICE": "cpu",
+    "SAE_TRAINING_TOKENS": "8192",
+    "SAE_HELDOUT_TOKENS": "2048",
+    "SAE_DICT_SIZE": "256",
+    "SAE_BATCH_SIZE": "512",
+    "SAE_EPOCHS": "2",
+    "SAE_WARMUP_STEPS": "5",
+    "SAE_LR": "0.003",
+    "SAE_EVAL_RECONSTRUCTION_BATCHES": "1",
+    "SAE_EVAL_SPARSITY_BATCHES": "1",
+    "SAE_EVAL_BATCH_PROMPTS": "2",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_runs():
+    """Every experiment these tests start runs at tiny sizes (the runner passes SAE_* variables through)."""
+    saved = {k: os.environ.get(k) for k in TINY_RUN_ENV}
+    os.environ.update(TINY_RUN_ENV)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def templates_dir(tmp_path_factory, tiny_runs) -> Path:
+    """templates/sae_variants copied, with the real experiment environment and a tiny trained run_0."""
+    root = tmp_path_factory.mktemp("templates")
+    template = root / "sae_variants"
+    shutil.copytree(TEMPLATE_DIR, template, ignore=shutil.ignore_patterns(".venv", "run_*", "*.png", "__pycache__"))
+    (template / ".venv").symlink_to(TEMPLATE_DIR / ".venv")
+    result = subprocess.run([str(template / ".venv" / "bin" / "python"), "experiment.py", "--out_dir=run_0"],
+                            cwd=template, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture
+def scripted():
+    """Install scripted replies for the model 'scripted/demo'; returns a function taking the replies."""
+    from scientist.llm import configure_offline_litellm
+
+    configure_offline_litellm()
+    from scientist.scripted import register_scripted
+
+    return register_scripted
