@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from scientist.llm import configure_offline_litellm
 from tests.conftest import TEMPLATE_DIR
+
+# Before anything imports litellm: it would otherwise try to download its cost map.
+configure_offline_litellm()
 
 TINY_RUN_ENV = {
     "SAE_DEVICE": "cpu",
@@ -54,9 +58,6 @@ def templates_dir(tmp_path_factory, tiny_runs) -> Path:
 @pytest.fixture
 def scripted():
     """Install scripted replies for the model 'scripted/demo'; returns a function taking the replies."""
-    from scientist.llm import configure_offline_litellm
-
-    configure_offline_litellm()
     from scientist.scripted import register_scripted
 
     return register_scripted

@@ -124,7 +124,7 @@ def test_the_budget_stops_the_launch_cleanly(templates_dir, tmp_path, scripted):
         "max_tokens": 8192, "max_input_tokens": 131072, "max_output_tokens": 8192,
         "input_cost_per_token": 0.01, "output_cost_per_token": 0.01, "litellm_provider": "scripted", "mode": "chat",
     }})
-    assert launch(templates_dir, tmp_path, "--budget-usd", "0.5") == 3
+    assert launch(templates_dir, tmp_path, "--budget-usd", "0.25") == 3
     folder = idea_folder(tmp_path)
     ledger = json.loads((folder / "cost_ledger.json").read_text())
     assert len(handler.prompts) == 1
