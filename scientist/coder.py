@@ -11,11 +11,16 @@ from pathlib import Path
 import litellm
 
 from .llm import Budget, Ledger, aider_usage_snapshot, record_aider_usage
+from .runner import USER_HOME_VARIABLE
 
 
 def prepare_aider_home(home: Path):
-    """aider writes ~/.aider/; give it a folder of its own with a fresh model-info cache."""
+    """aider writes ~/.aider/; give it a folder of its own with a fresh model-info cache.
+
+    The user's own HOME is kept in USER_HOME_VARIABLE, so that runs still find their caches under it.
+    """
     home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(USER_HOME_VARIABLE, os.environ.get("HOME", ""))
     os.environ["HOME"] = str(home)
     cache = home / ".aider" / "caches" / "model_prices_and_context_window.json"
     if not cache.exists():

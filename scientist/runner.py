@@ -12,6 +12,7 @@ from pathlib import Path
 
 FATAL_LINT_CODES = "E9,F821,F823,F831,F406,F407,F701,F702,F704,F706"
 STDERR_TAIL_CHARS = 1500
+USER_HOME_VARIABLE = "SCIENTIST_USER_HOME"
 SECRET_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|SECRET|PASSWORD)$|^(AWS|AZURE|GOOGLE_APPLICATION)_", re.IGNORECASE)
 
 
@@ -39,7 +40,11 @@ def lint(path: Path) -> str:
 def scrubbed_environment() -> dict:
     """The caller's environment without API keys and tokens: experiments need none. SAE_* settings pass through
     (SAE_TRAINING_TOKENS is a size, not a secret)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("SAE_") or not SECRET_NAME.search(k)}
+    env = {k: v for k, v in os.environ.items() if k.startswith("SAE_") or not SECRET_NAME.search(k)}
+    # aider runs with a HOME of its own; the experiment gets the user's, where its model and activation caches are.
+    if env.get(USER_HOME_VARIABLE):
+        env["HOME"] = env.pop(USER_HOME_VARIABLE)
+    return env
 
 
 def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_name: str) -> ProcessResult:

@@ -144,7 +144,7 @@ def train(sae: SAEBase, workspace: Workspace, config: ExperimentConfig) -> dict:
     generator = torch.Generator().manual_seed(config.seed)
     log_rows, recent_losses = [], []
     started = time.perf_counter()
-    with tqdm(total=total_steps, desc=f"Training {config.variant} SAE", unit="step") as bar:
+    with tqdm(total=total_steps, desc=f"Training {type(sae).__name__}", unit="step") as bar:
         for epoch in range(config.epochs):
             for batch in workspace.train.epoch(config.batch_size, generator):
                 x = batch.to(workspace.device) * workspace.scale

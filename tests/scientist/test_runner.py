@@ -22,3 +22,15 @@ def test_lint_gate_reports_fatal_errors_only(tmp_path):
     assert "F401" not in problems
     code.write_text("import os\n")
     assert lint(code) == ""
+
+
+def test_runs_get_the_users_home_not_aiders(monkeypatch, tmp_path):
+    from scientist.coder import prepare_aider_home
+
+    monkeypatch.setenv("HOME", "/home/researcher")
+    monkeypatch.delenv("SCIENTIST_USER_HOME", raising=False)
+    prepare_aider_home(tmp_path / "aider_home")
+    import os
+
+    assert os.environ["HOME"] == str(tmp_path / "aider_home")
+    assert scrubbed_environment()["HOME"] == "/home/researcher"
