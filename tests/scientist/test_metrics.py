@@ -194,8 +194,7 @@ def test_rows_put_scored_core_metrics_first_then_other_scores_then_info():
     scored = [c.direction in {"higher", "lower", "target"} for c in changes]
     assert scored == sorted(scored, reverse=True)
     assert keys[:5] == ["core.explained_variance", "core.mse", "core.cossim", "core.l2_ratio", "core.ce_loss_score"]
-    assert keys[5] == "training.tokens_per_s"
-    assert keys[6] == "core.l0"
+    assert keys[5] == "core.l0"
     assert keys.index("core.l0") < keys.index("training.training_steps")
 
 
@@ -223,7 +222,7 @@ def test_summary_line_counts_and_names_the_scored_metrics():
     changes = compare(final_info(core={"ce_loss_score": 0.80, "mse": 3.281, "cossim": 0.99, "kl_div_score": 0.8}),
                       final_info(core={"ce_loss_score": 0.83, "mse": 3.422, "cossim": 0.99, "l0": 10.0}))
     line = summary_line(changes)
-    assert line.startswith("1 better, 1 worse, 4 same, 1 n/a on scored metrics (")
+    assert line.startswith("1 better, 1 worse, 3 same, 1 n/a on scored metrics (")
     assert "core.ce_loss_score better" in line
     assert "core.mse worse" in line
     assert "core.cossim same" in line
@@ -236,12 +235,11 @@ def test_summary_line_without_scored_metrics():
 
 
 EXPECTED_CORE_DIRECTIONS = {
-    "higher": ("explained_variance", "cossim", "ce_loss_score", "kl_div_score", "saebench_explained_variance",
-               "saebench_cossim"),
+    "higher": ("explained_variance", "cossim", "ce_loss_score", "kl_div_score", "saebench_cossim"),
     "lower": ("mse", "mse_per_token", "saebench_mse", "dead_fraction", "dense_fraction", "ce_loss_with_sae",
               "kl_div_with_sae"),
     "target": ("l2_ratio", "relative_reconstruction_bias"),
-    "info": ("l0", "l1", "saebench_l0", "saebench_l1", "heldout_tokens", "eval_seconds", "ce_loss_with_ablation",
+    "info": ("l0", "l1", "saebench_explained_variance", "saebench_l0", "saebench_l1", "heldout_tokens", "eval_seconds", "ce_loss_with_ablation",
              "kl_div_with_ablation", "ce_loss_without_sae"),
 }
 
@@ -259,6 +257,5 @@ def test_registry_entries_are_well_formed():
         assert metric.description and "\n" not in metric.description
         assert (metric.target is not None) == (metric.direction == "target")
     assert REGISTRY[("core", "l2_ratio")].target == 1.0
-    assert REGISTRY[("training", "tokens_per_s")].direction == "higher"
-    for name in ("training_steps", "dict_size", "lr", "seed", "training_seconds", "wall_seconds", "final_loss"):
+    for name in ("tokens_per_s", "training_steps", "dict_size", "lr", "seed", "training_seconds", "wall_seconds", "final_loss"):
         assert REGISTRY[("training", name)].direction == "info", name
