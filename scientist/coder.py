@@ -38,7 +38,9 @@ class Coder:
 
         self.model, self.ledger, self.budget = model, ledger, budget
         (folder / "logs").mkdir(exist_ok=True)
-        io = InputOutput(yes=True, pretty=False, fancy_input=False, input_history_file=None,
+        # yes=False: aider's questions (edit a file outside the chat? create a file?) are answered no, so the
+        # coder can change only the files it was given.
+        io = InputOutput(yes=False, pretty=False, fancy_input=False, input_history_file=None,
                          chat_history_file=str(folder / "logs" / "aider_chat.md"))
         self.aider = AiderCoder.create(
             main_model=Model(model), fnames=[str(folder / name) for name in fnames], io=io,

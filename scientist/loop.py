@@ -94,7 +94,7 @@ class ExperimentLoop:
                         max_runs=self.settings.max_runs, run_command=RUN_COMMAND,
                         baseline_results=results_block(0, "baseline", self.baseline, self.baseline))
         run_number, fails_in_row, description = 1, 0, None
-        while run_number <= self.settings.max_runs:
+        while True:
             if fails_in_row >= self.settings.max_iters:
                 self.folder.log(f"run {run_number}: {fails_in_row} failed tries in a row; ending the idea")
                 self.update(status="out_of_tries")
@@ -102,8 +102,13 @@ class ExperimentLoop:
             self.update(stage="coding", run=run_number, tries=fails_in_row + 1)
             digest_before = code_digest(self.experiment_py)
             reply = self.coder.ask(prompt, stage=f"run_{run_number}")
+            last_run_done = run_number > self.settings.max_runs
+            if last_run_done:
+                self.keep_last_run_code(digest_before)
             if run_number > 1 and fails_in_row == 0:
                 self.record_interpretation(run_number - 1, reply)
+            if last_run_done:
+                break
             description = description_from(reply) or description
             changed = code_digest(self.experiment_py) != digest_before
             if "ALL_COMPLETED" in reply and not changed:
@@ -147,7 +152,16 @@ class ExperimentLoop:
         self.progress.runs[str(run_number)] = {"description": description, "commit": commit,
                                                "seconds": round(result.seconds, 1)}
         self.folder.log(f"run {run_number}: succeeded in {result.seconds:.0f} s ({commit[:10]})")
+        if run_number == self.settings.max_runs:
+            return render("coder_last_run", run_number=run_number, results_block=block), True
         return render("coder_next_run", run_number=run_number, next_run=run_number + 1, results_block=block), True
+
+    def keep_last_run_code(self, digest_of_last_run: str):
+        """After the last run the coder only interprets; an edit it makes anyway is undone, so that experiment.py
+        stays the code of the last run."""
+        if code_digest(self.experiment_py) != digest_of_last_run:
+            self.folder.repo.git.checkout("HEAD", "--", "experiment.py")
+            self.folder.log("the coder edited experiment.py after the last run; the edit was undone")
 
     def record_interpretation(self, run_number: int, reply: str):
         text = interpretation_from(reply)

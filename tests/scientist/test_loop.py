@@ -130,3 +130,22 @@ def test_the_budget_stops_the_launch_cleanly(templates_dir, tmp_path, scripted):
     assert len(handler.prompts) == 1
     assert "budget stop" in (folder / "log.txt").read_text()
     assert ledger
+
+
+def test_the_last_run_is_interpreted_and_later_edits_are_undone(templates_dir, tmp_path, scripted):
+    scripted([
+        "DESCRIPTION: L1 coefficient 0.4\n"
+        + edit("        self.l1_coefficient = config.sparsity_penalty\n", "        self.l1_coefficient = 0.4\n"),
+        "INTERPRETATION: only one run was allowed.\n"
+        + edit("        self.l1_coefficient = 0.4\n", "        self.l1_coefficient = 0.3\n"),
+        edit(PLOT_LABELS, 'labels = {\n    "run_0": "Baseline",\n    "run_1": "L1 0.4",\n}\n', "plot.py"),
+        "The figures are described.\n" + edit(PLOT_LABELS, PLOT_LABELS, "plot.py"),
+    ])
+    assert launch(templates_dir, tmp_path, "--max-runs", "1") == 0
+    folder = idea_folder(tmp_path)
+    notes = (folder / "notes.txt").read_text()
+    assert "Interpretation of run 1 (written by the LLM coder):\nonly one run was allowed." in notes
+    assert "self.l1_coefficient = 0.4\n" in (folder / "experiment.py").read_text()
+    assert "edit was undone" in (folder / "log.txt").read_text()
+    # The notes coder may edit only notes.txt: its edit to plot.py is refused.
+    assert '"run_1": "L1 0.4"' in (folder / "plot.py").read_text()
