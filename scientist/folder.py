@@ -5,27 +5,20 @@ a commit, so the exact code of each run can be recovered with `git show <commit>
 """
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
+from .files import atomic_write_text
+
 # What is not copied from the template: environments, caches, and runs other than the baseline.
 TEMPLATE_IGNORE = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache", "*.png")
 # Large or generated files stay out of the idea's git history (SAE weights are in run_i/sae/).
 IDEA_GITIGNORE = "__pycache__/\n*.pyc\nrun_*/sae/\n*.npy\n.aider*\nlogs/\n"
-
-
-def atomic_write_text(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}-", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def slug(name: str) -> str:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import tenacity
+
+from .files import atomic_write_text
 
 if TYPE_CHECKING:
     from litellm import ModelResponse
@@ -112,7 +113,7 @@ class Ledger:
             timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         entries = (*self._entries, entry)
-        _write_atomically(self.path, json.dumps({"entries": [asdict(e) for e in entries]}, indent=2) + "\n")
+        atomic_write_text(self.path, json.dumps({"entries": [asdict(e) for e in entries]}, indent=2) + "\n")
         self._entries = entries
         return entry
 
@@ -142,21 +143,6 @@ def _read_entries(path: Path) -> tuple[LedgerEntry, ...]:
             f"The cost ledger {path} is unreadable ({type(err).__name__}: {err}). Fix it, or move it aside to "
             "start a new one (the spend it recorded is then no longer counted against the budget)."
         ) from err
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path` (a rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 # --- The budget of a launch ------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_n
 
 
 def run_experiment(python: Path, folder: Path, run_number: int, timeout_s: float) -> ProcessResult:
-    """`python experiment.py --out_dir=run_i`; a failed run leaves no run_i folder behind to be mistaken for a result."""
+    """`python experiment.py --out_dir=run_i`. A failed run leaves no run_i folder to be mistaken for a result."""
     result = run_python(python, ["experiment.py", f"--out_dir=run_{run_number}"], folder, timeout_s,
                         f"run_{run_number}")
     run_dir = folder / f"run_{run_number}"

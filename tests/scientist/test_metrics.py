@@ -239,7 +239,8 @@ EXPECTED_CORE_DIRECTIONS = {
     "lower": ("mse", "mse_per_token", "saebench_mse", "dead_fraction", "dense_fraction", "ce_loss_with_sae",
               "kl_div_with_sae"),
     "target": ("l2_ratio", "relative_reconstruction_bias"),
-    "info": ("l0", "l1", "saebench_explained_variance", "saebench_l0", "saebench_l1", "heldout_tokens", "eval_seconds", "ce_loss_with_ablation",
+    "info": ("l0", "l1", "saebench_explained_variance", "saebench_l0", "saebench_l1", "heldout_tokens", "eval_seconds",
+             "ce_loss_with_ablation",
              "kl_div_with_ablation", "ce_loss_without_sae"),
 }
 
@@ -257,5 +258,6 @@ def test_registry_entries_are_well_formed():
         assert metric.description and "\n" not in metric.description
         assert (metric.target is not None) == (metric.direction == "target")
     assert REGISTRY[("core", "l2_ratio")].target == 1.0
-    for name in ("tokens_per_s", "training_steps", "dict_size", "lr", "seed", "training_seconds", "wall_seconds", "final_loss"):
+    for name in ("tokens_per_s", "training_steps", "dict_size", "lr", "seed", "training_seconds", "wall_seconds",
+                 "final_loss"):
         assert REGISTRY[("training", name)].direction == "info", name

@@ -33,8 +33,9 @@ def test_heldout_documents_are_never_training_documents():
 
 
 def test_activations_leave_out_bos_and_padding(tiny_workspace):
-    model, key = tiny_workspace.model, ActivationKey("google/gemma-3-270m", "blocks.6.hook_resid_post",
-                                                      "offline-wiki", "heldout", 1000, 64, "torch.float32")
+    model = tiny_workspace.model
+    key = ActivationKey("google/gemma-3-270m", "blocks.6.hook_resid_post", "offline-wiki", "heldout", 1000, 64,
+                        "torch.float32")
     acts = torch.cat(list(ActivationSource(model, key, layer=6, lm_batch_prompts=4).batches(desc="test")))
     assert acts.shape == (1000, 640)
     # BOS sits at position 0 of every row and its residual is the same vector whatever follows it.
