@@ -32,7 +32,7 @@ class ExperimentConfig:
     """'auto' (cuda when present), 'cpu' or 'cuda[:i]'."""
     dict_size: int = 2048
     """Number of SAE features (d_sae)."""
-    training_tokens: int = 400_000
+    training_tokens: int = 300_000
     """Language-model tokens (BOS and padding excluded) whose activations are used for training."""
     epochs: int = 1
     """Passes over the training activations."""

@@ -75,8 +75,9 @@ PRESETS: dict[str, Preset] = {
             lm_batch_prompts={"cpu": 16, "cuda": 128},
             dtype={"cpu": "float32", "cuda": "float32"},
             eval_batch_prompts={"cpu": 4, "cuda": 16},
-            eval_reconstruction_batches={"cpu": 6, "cuda": 10},
-            eval_sparsity_batches={"cpu": 8, "cuda": 20},
+            # On 2 CPU cores one reconstruction batch costs ~20 s: three full passes through a 262k-token unembedding.
+            eval_reconstruction_batches={"cpu": 3, "cuda": 10},
+            eval_sparsity_batches={"cpu": 4, "cuda": 20},
             hub_evals=False,
         ),
         _hub_preset("pythia-70m-deduped", "EleutherAI/pythia-70m-deduped", 3, 512, gpu_prompts=256),
