@@ -3,7 +3,8 @@
 #                   real edits and real runs of Gemma 3 270M activations on the CPU
 #   make test       the test suite, offline, on the CPU
 #   make setup      only create the environments (does nothing when they are in place)
-#   make baseline   templates/sae_variants/run_0 on the offline default (Gemma 3 270M, gensim Wikipedia, CPU)
+#   make baseline   templates/sae_variants/run_0 on the offline default (Gemma 3 270M, gensim Wikipedia, CPU),
+#                   built when missing or made by other code or settings (the launcher does the same)
 
 ORCH_VENV := .venv
 ORCH_PY := $(ORCH_VENV)/bin/python
@@ -27,7 +28,7 @@ $(TEMPLATE_STAMP): $(TEMPLATE)/requirements.txt $(TEMPLATE)/requirements-nodeps.
 setup: $(ORCH_STAMP) $(TEMPLATE_STAMP)
 
 baseline: setup
-	cd $(TEMPLATE) && .venv/bin/python experiment.py --out_dir=run_0 && .venv/bin/python plot.py
+	$(ORCH_PY) -m scientist.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py
 
 demo: setup
 	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2
@@ -37,4 +38,4 @@ test: setup
 	$(ORCH_PY) -m pytest tests/scientist -q
 
 clean-baseline:
-	rm -rf $(TEMPLATE)/run_0
+	rm -rf $(TEMPLATE)/run_0 $(TEMPLATE)/run_0.stale-*

@@ -67,6 +67,6 @@ class IdeaFolder:
 def _ignore_runs_but_baseline(base_ignore):
     def ignore(directory: str, names: list[str]) -> set[str]:
         skipped = set(base_ignore(directory, names))
-        skipped |= {n for n in names if re.fullmatch(r"run_\d+", n) and n != "run_0"}
+        skipped |= {n for n in names if n.startswith("run_") and n != "run_0"}
         return skipped
     return ignore

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .baseline import BaselineError, ensure_baseline
 from .llm import Budget, BudgetExceeded, Ledger, MissingApiKey, configure_offline_litellm, require_api_key
 
 log = logging.getLogger("scientist")
@@ -91,30 +92,13 @@ def template_python(template: Path) -> Path:
     return python
 
 
-def ensure_baseline(template: Path, python: Path, timeout_s: float):
-    """Build run_0 if it is missing; refuse a degenerate one. Runs before any LLM spend."""
-    from .loop import baseline_problem
-    from .runner import run_python
-
-    info_path = template / "run_0" / "final_info.json"
-    if not info_path.exists():
-        log.info("No baseline in %s: training it now (python experiment.py --out_dir=run_0)", template)
-        result = run_python(python, ["experiment.py", "--out_dir=run_0"], template, timeout_s, "run_0")
-        if not result.ok:
-            raise LaunchError(f"{template}/run_0: building the baseline failed (exit {result.returncode}); "
-                              f"see {template}/logs/run_0.stderr:\n{result.stderr_tail}")
-    problem = baseline_problem(json.loads(info_path.read_text()))
-    if problem:
-        raise LaunchError(f"{info_path}: not a usable baseline ({problem}); delete run_0 and run `make baseline`.")
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     configure_offline_litellm()
     try:
         return launch(args)
-    except (LaunchError, MissingApiKey) as err:
+    except (LaunchError, BaselineError, MissingApiKey) as err:
         print(f"launch_scientist.py: {err}", file=sys.stderr)
         return 2
 
@@ -123,6 +107,7 @@ def launch(args: argparse.Namespace) -> int:
     from .coder import Coder, prepare_aider_home
     from .folder import IdeaFolder
     from .loop import ExperimentLoop, LoopSettings, plot_stage
+    from .progress import ProgressView
     from .scripted import DEMO_MODEL, load_demo_script, register_scripted
 
     refuse_unbuilt_flags(args)
@@ -155,7 +140,8 @@ def launch(args: argparse.Namespace) -> int:
         folder.log(f"idea {idea['Name']}: {idea['Title']}")
         try:
             coder = Coder(folder.path, ["experiment.py"], model, ledger, budget)
-            loop = ExperimentLoop(folder, idea, coder, python, settings, on_progress=_show(ledger))
+            view = ProgressView(ledger, settings.max_runs, settings.max_iters)
+            loop = ExperimentLoop(folder, idea, coder, python, settings, view)
             if loop.run() > 0:
                 plot_stage(folder, loop, Coder(folder.path, ["plot.py"], model, ledger, budget),
                            Coder(folder.path, ["notes.txt"], model, ledger, budget))
@@ -168,10 +154,3 @@ def launch(args: argparse.Namespace) -> int:
             return 3
         log.info("Idea %s finished: %s (spent $%.4f)", idea["Name"], folder.path, ledger.total_usd)
     return 0
-
-
-def _show(ledger: Ledger):
-    def show(progress):
-        log.info("[%s] stage=%s run=%d try=%d status=%s cost=$%.4f", progress.idea, progress.stage, progress.run,
-                 progress.tries, progress.status, ledger.total_usd)
-    return show

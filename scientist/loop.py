@@ -16,6 +16,7 @@ from pathlib import Path
 from .coder import Coder
 from .folder import IdeaFolder
 from .metrics import results_block
+from .progress import ProgressView
 from .prompts import render
 from .runner import FATAL_LINT_CODES, lint, run_experiment, run_plot
 
@@ -45,19 +46,6 @@ class IdeaProgress:
     ran_code: list = field(default_factory=list)
 
 
-def baseline_problem(info: dict) -> str | None:
-    """Why a run_0 cannot serve as a baseline, or None. The seed runs compared ideas with an untrained SAE."""
-    training, core = info.get("training", {}).get("means", {}), info.get("core", {}).get("means", {})
-    if not training.get("training_steps"):
-        return "training_steps is 0 or missing: the baseline SAE was never trained"
-    if not core.get("l0"):
-        return "L0 is 0 or missing: the baseline SAE has no active features"
-    ev = core.get("explained_variance")
-    if ev is None or ev < 0:
-        return f"explained variance is {ev}: the baseline reconstructs worse than the mean"
-    return None
-
-
 def description_from(reply: str) -> str | None:
     match = re.search(r"^\s*DESCRIPTION:\s*(.+)$", reply, flags=re.MULTILINE)
     return match.group(1).strip() if match else None
@@ -75,10 +63,10 @@ def code_digest(path: Path) -> str:
 
 class ExperimentLoop:
     def __init__(self, folder: IdeaFolder, idea: dict, coder: Coder, python: Path, settings: LoopSettings,
-                 on_progress=None):
+                 view: ProgressView | None = None):
         self.folder, self.idea, self.coder, self.python, self.settings = folder, idea, coder, python, settings
         self.progress = IdeaProgress(idea=idea["Name"])
-        self.on_progress = on_progress or (lambda progress: None)
+        self.view = view
         self.baseline = folder.read_final_info(0)
         self.experiment_py = folder.path / "experiment.py"
 
@@ -86,7 +74,12 @@ class ExperimentLoop:
         for key, value in changes.items():
             setattr(self.progress, key, value)
         self.folder.save_state(vars(self.progress))
-        self.on_progress(self.progress)
+        if self.view:
+            self.view.show(self.progress)
+
+    def heartbeat(self, activity: str):
+        if self.view:
+            self.view.show(self.progress, activity)
 
     def run(self) -> int:
         """Run the idea's experiments; return the number of successful runs."""
@@ -137,7 +130,8 @@ class ExperimentLoop:
             return render("coder_lint_failed", select=FATAL_LINT_CODES, lint_output=problems), False
         self.update(stage="running")
         self.progress.ran_code.append(digest)
-        result = run_experiment(self.python, self.folder.path, run_number, self.settings.run_timeout_s)
+        result = run_experiment(self.python, self.folder.path, run_number, self.settings.run_timeout_s,
+                                self.heartbeat)
         if result.timed_out:
             self.folder.log(f"run {run_number}: timed out after {self.settings.run_timeout_s:.0f} s")
             return render("coder_run_timeout", run_number=run_number, timeout_s=self.settings.run_timeout_s), False

@@ -26,7 +26,7 @@ class ScriptedLLM(CustomLLM):
         self.prompts: list[list[dict]] = []
 
     def completion(self, model, messages, *args, **kwargs):
-        self.prompts.append(messages)
+        self.prompts.append([dict(m) for m in messages])  # a copy: callers may keep appending to theirs
         if not self.replies:
             raise ScriptExhausted(f"the scripted model has no reply left for call {len(self.prompts)}")
         return litellm.completion(model="openai/scripted", messages=messages, mock_response=self.replies.pop(0))
@@ -37,6 +37,8 @@ def register_scripted(replies: list[str]) -> ScriptedLLM:
     handler = ScriptedLLM(replies)
     others = [p for p in (litellm.custom_provider_map or []) if p["provider"] != PROVIDER]
     litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": handler}]
+    # litellm adds custom providers to its list on the first completion; register_model needs it now.
+    litellm.utils.custom_llm_setup()
     litellm.register_model({DEMO_MODEL: {
         "max_tokens": 8192, "max_input_tokens": 131072, "max_output_tokens": 8192,
         "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,

@@ -3,11 +3,11 @@ LLM whose replies still go through aider's real edit code."""
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from scientist.baseline import ensure_baseline
 from scientist.llm import configure_offline_litellm
 from tests.conftest import TEMPLATE_DIR
 
@@ -49,9 +49,7 @@ def templates_dir(tmp_path_factory, tiny_runs) -> Path:
     template = root / "sae_variants"
     shutil.copytree(TEMPLATE_DIR, template, ignore=shutil.ignore_patterns(".venv", "run_*", "*.png", "__pycache__"))
     (template / ".venv").symlink_to(TEMPLATE_DIR / ".venv")
-    result = subprocess.run([str(template / ".venv" / "bin" / "python"), "experiment.py", "--out_dir=run_0"],
-                            cwd=template, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
+    ensure_baseline(template, template / ".venv" / "bin" / "python", timeout_s=1200)
     return root
 
 

@@ -1,4 +1,4 @@
-"""launch_scientist.py's checks before any work: flags, API keys, idea files, baseline."""
+"""launch_scientist.py's checks before any work: flags, API keys, idea files."""
 
 import json
 import subprocess
@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from scientist.launcher import build_parser, main
-from scientist.loop import baseline_problem
 from tests.conftest import REPO
 
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
@@ -53,14 +52,3 @@ def test_a_bad_idea_file_names_the_file_and_the_fix(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert f"{ideas}: an idea lacks Experiment" in err
-
-
-@pytest.mark.parametrize("training, core, problem", [
-    ({"training_steps": 0}, {"l0": 0.0, "explained_variance": -0.78}, "never trained"),
-    ({"training_steps": 100}, {"l0": 0.0, "explained_variance": 0.5}, "no active features"),
-    ({"training_steps": 100}, {"l0": 40.0, "explained_variance": -0.2}, "worse than the mean"),
-    ({"training_steps": 100}, {"l0": 40.0, "explained_variance": 0.9}, None),
-])
-def test_a_degenerate_baseline_is_refused(training, core, problem):
-    reason = baseline_problem({"training": {"means": training}, "core": {"means": core}})
-    assert (reason is None) if problem is None else (problem in reason)

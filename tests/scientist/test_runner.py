@@ -1,5 +1,10 @@
-"""The run sandbox's environment and the lint gate."""
+"""The run sandbox's environment, the lint gate, timeouts and the progress heartbeat."""
 
+import sys
+from pathlib import Path
+
+from scientist import runner
+from scientist.progress import last_progress_line
 from scientist.runner import lint, scrubbed_environment
 
 
@@ -34,3 +39,37 @@ def test_runs_get_the_users_home_not_aiders(monkeypatch, tmp_path):
 
     assert os.environ["HOME"] == str(tmp_path / "aider_home")
     assert scrubbed_environment()["HOME"] == "/home/researcher"
+
+
+PROGRESS_SCRIPT = """
+import sys, time
+for step in range(1, 4):
+    sys.stderr.write(f"\\rTraining CustomSAE:  {step}0%|###      | {step}/10 [00:0{step}<00:09]")
+    sys.stderr.flush()
+    time.sleep(0.4)
+print("done")
+"""
+
+
+def test_a_long_run_reports_its_latest_progress_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
+    (tmp_path / "job.py").write_text(PROGRESS_SCRIPT)
+    seen = []
+    result = runner.run_python(Path(sys.executable), ["job.py"], tmp_path, 30, "job", on_heartbeat=seen.append)
+    assert result.ok and not result.timed_out
+    assert seen and all(line.startswith("Training CustomSAE: ") for line in seen)
+    assert "#" not in seen[-1] and "/10" in seen[-1]
+    assert (tmp_path / "logs" / "job.stdout").read_text() == "done\n"
+
+
+def test_a_run_past_its_timeout_is_killed(tmp_path):
+    (tmp_path / "job.py").write_text("import time\ntime.sleep(60)\n")
+    result = runner.run_python(Path(sys.executable), ["job.py"], tmp_path, 1.0, "job")
+    assert result.timed_out and not result.ok
+    assert result.seconds < 30
+
+
+def test_the_progress_line_drops_the_bar():
+    log = "Loading\nTraining CustomSAE:  45%|████▌     | 263/585 [01:10<01:30,  3.3step/s]\r\n"
+    assert last_progress_line(log) == "Training CustomSAE: 45% 263/585 [01:10<01:30, 3.3step/s]"
+    assert last_progress_line("") == ""

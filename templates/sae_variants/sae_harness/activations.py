@@ -114,7 +114,8 @@ class CachedActivations:
 
     def __init__(self, path: Path, key: ActivationKey):
         self.path, self.key = path, key
-        self.data = torch.from_numpy(np.load(path, mmap_mode="r"))
+        # Copy-on-write mapping: torch wants a writable array, and nothing here writes, so the file stays as it is.
+        self.data = torch.from_numpy(np.load(path, mmap_mode="c"))
 
     def __len__(self) -> int:
         return len(self.data)
