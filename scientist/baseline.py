@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .files import atomic_write_text
@@ -64,7 +65,7 @@ def fingerprint_changes(recorded: dict, current: dict) -> list[str]:
     return changes
 
 
-def ensure_baseline(template: Path, python: Path, timeout_s: float, environ: dict | None = None) -> Path:
+def ensure_baseline(template: Path, python: Path, timeout_s: float, environ: Mapping[str, str] | None = None) -> Path:
     """Return template/run_0, built now if it is missing or stale. A stale run_0 is moved aside, not deleted."""
     environ = os.environ if environ is None else environ
     run_0 = template / "run_0"
@@ -79,7 +80,7 @@ def ensure_baseline(template: Path, python: Path, timeout_s: float, environ: dic
             log.warning("%s was made by other code or settings (%s); moved to %s and rebuilt.", run_0,
                         "; ".join(reasons), stale.name)
     if not (run_0 / "final_info.json").exists():
-        build_baseline(template, python, timeout_s, current)
+        build_baseline(template, python, timeout_s, current, environ)
     problem = baseline_problem(json.loads((run_0 / "final_info.json").read_text()))
     if problem:
         raise BaselineError(f"{run_0 / 'final_info.json'}: not a usable baseline ({problem}); check the template's "
@@ -87,10 +88,10 @@ def ensure_baseline(template: Path, python: Path, timeout_s: float, environ: dic
     return run_0
 
 
-def build_baseline(template: Path, python: Path, timeout_s: float, current: dict):
+def build_baseline(template: Path, python: Path, timeout_s: float, current: dict, environ: Mapping[str, str]):
     log.info("Training the baseline: python experiment.py --out_dir=run_0 in %s", template)
     result = run_python(python, ["experiment.py", "--out_dir=run_0"], template, timeout_s, "run_0",
-                        on_heartbeat=lambda activity: log.info("baseline: %s", activity))
+                        on_heartbeat=lambda activity: log.info("baseline: %s", activity), environ=environ)
     if not result.ok:
         raise BaselineError(f"{template}/run_0: building the baseline failed (exit {result.returncode}); "
                             f"see {template}/logs/run_0.stderr:\n{result.stderr_tail}")

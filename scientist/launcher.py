@@ -2,18 +2,23 @@
 the experiment loop and the plot stage."""
 
 import argparse
-import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from .baseline import BaselineError, ensure_baseline
+from .generation import GenerationError
+from .ideas import IdeaError, load_idea_files, skeleton
+from .literature import ENGINES
 from .llm import Budget, BudgetExceeded, Ledger, MissingApiKey, configure_offline_litellm, require_api_key
 
 log = logging.getLogger("scientist")
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLAG = "demo"
+SEED_IDEAS = "seed_ideas.json"
+LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
 
 
 class LaunchError(Exception):
@@ -29,13 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="anthropic/claude-sonnet-4-5",
                         help="litellm model string for the coder (anthropic/..., openai/..., deepseek/..., "
                              "ollama/...), or 'demo' for the offline scripted demo.")
-    parser.add_argument("--num-ideas", type=int, default=1, help="How many ideas to take through the loop.")
+    parser.add_argument("--num-ideas", type=int, default=1,
+                        help="How many new ideas to generate (default 1); each novel one goes through the loop.")
+    parser.add_argument("--num-reflections", type=int, default=3,
+                        help="Rounds of self-critique per generated idea, ending early when the model is done "
+                             "(default 3).")
     parser.add_argument("--skip-idea-generation", action="store_true",
-                        help="Use the template's seed_ideas.json (or --ideas) instead of generating ideas.")
+                        help="Run the template's seed_ideas.json as written instead of generating ideas.")
     parser.add_argument("--skip-novelty-check", action="store_true",
-                        help="Do not check generated ideas against the literature.")
+                        help="Do not check generated ideas against the literature (they run with novel: null).")
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="semanticscholar",
+                        help="Literature search for the novelty check (API keys, optional: S2_API_KEY; "
+                             f"OPENALEX_API_KEY and OPENALEX_MAILTO; {LITERATURE_URL_VARIABLE} points it at a "
+                             "mirror).")
+    parser.add_argument("--allow-unchecked", action="store_true",
+                        help="Run generated ideas whose novelty could not be decided or checked (the literature "
+                             "service was unreachable); without it the launch stops.")
     parser.add_argument("--ideas", nargs="+", type=Path, metavar="FILE",
-                        help="Idea JSON files to run (each a list of ideas or one idea).")
+                        help="Run exactly the ideas in these files (each one idea or a list; see ideas/README.md).")
+    parser.add_argument("--new-idea", type=Path, metavar="FILE",
+                        help="Write a commented skeleton idea file to fill in, and stop.")
+    parser.add_argument("--check-ideas", nargs="+", type=Path, metavar="FILE",
+                        help="Check idea files against ideas/schema.json, and stop.")
     parser.add_argument("--max-runs", type=int, default=5, help="Successful runs per idea (default 5).")
     parser.add_argument("--max-iters", type=int, default=4,
                         help="Failed tries in a row (edit, lint or run) that end an idea (default 4).")
@@ -58,31 +78,26 @@ def refuse_unbuilt_flags(args: argparse.Namespace):
         (args.writeup, "--writeup", "the write-up and review stage"),
         (args.resume is not None, "--resume", "resuming an interrupted idea"),
         (args.parallel != 1 or args.gpus, "--parallel/--gpus", "running ideas in parallel"),
-        (not args.skip_idea_generation and not args.ideas and args.model != DEMO_FLAG,
-         "idea generation (run with --skip-idea-generation or --ideas FILE)", "generating ideas"),
     ]
     for used, flag, stage in unbuilt:
         if used:
             raise LaunchError(f"{flag}: {stage} is not available yet in this version; leave the flag out.")
 
 
-def load_ideas(args: argparse.Namespace, template: Path) -> list[dict]:
-    files = args.ideas or [template / "seed_ideas.json"]
-    ideas = []
-    for path in files:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise LaunchError(f"{path}: no such idea file") from None
-        except json.JSONDecodeError as err:
-            raise LaunchError(f"{path}: not valid JSON ({err})") from None
-        for idea in data if isinstance(data, list) else [data]:
-            missing = [k for k in ("Name", "Title", "Experiment") if not isinstance(idea, dict) or k not in idea]
-            if missing:
-                raise LaunchError(f"{path}: an idea lacks {', '.join(missing)}; each idea needs Name, Title and "
-                                  "Experiment")
-            ideas.append(idea)
-    return ideas[: args.num_ideas]
+def write_new_idea(path: Path) -> int:
+    if path.exists():
+        raise LaunchError(f"{path}: already exists; give --new-idea a new file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(skeleton())
+    print(f"Wrote {path}. Fill in every FILL IN value, then check it with "
+          f"`python launch_scientist.py --check-ideas {path}` and run it with --ideas {path}.")
+    return 0
+
+
+def check_ideas(paths: list[Path]) -> int:
+    ideas = load_idea_files(paths)
+    print(f"ok: {len(ideas)} idea(s) in {len(paths)} file(s) follow ideas/schema.json")
+    return 0
 
 
 def template_python(template: Path) -> Path:
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_offline_litellm()
     try:
         return launch(args)
-    except (LaunchError, BaselineError, MissingApiKey) as err:
+    except (LaunchError, BaselineError, GenerationError, IdeaError, MissingApiKey) as err:
         print(f"launch_scientist.py: {err}", file=sys.stderr)
         return 2
 
@@ -106,15 +121,20 @@ def main(argv: list[str] | None = None) -> int:
 def launch(args: argparse.Namespace) -> int:
     from .coder import Coder, prepare_aider_home
     from .folder import IdeaFolder
+    from .generation import template_prompt
     from .loop import ExperimentLoop, LoopSettings, plot_stage
     from .progress import ProgressView
     from .scripted import DEMO_MODEL, load_demo_script, register_scripted
 
     refuse_unbuilt_flags(args)
+    if args.new_idea:
+        return write_new_idea(args.new_idea)
+    if args.check_ideas:
+        return check_ideas(args.check_ideas)
     template = args.templates_dir / args.experiment
     if not (template / "experiment.py").exists():
         raise LaunchError(f"{template}: no experiment.py; --experiment names a folder under {args.templates_dir}")
-    model = args.model
+    model, generate = args.model, False
     if model == DEMO_FLAG:
         script = load_demo_script()
         ideas = [script["idea"]]
@@ -124,7 +144,12 @@ def launch(args: argparse.Namespace) -> int:
               flush=True)
     else:
         require_api_key(model)
-        ideas = load_ideas(args, template)
+        if args.ideas or args.skip_idea_generation:
+            ideas = load_idea_files(args.ideas or [template / SEED_IDEAS])
+        else:
+            template_prompt(template)
+            # The seeds are not run: generation is told about them, so that it does not repeat them.
+            ideas, generate = load_idea_files([template / SEED_IDEAS]), True
     if args.preset:
         os.environ["SAE_PRESET"] = args.preset
     python = template_python(template)
@@ -132,6 +157,13 @@ def launch(args: argparse.Namespace) -> int:
     prepare_aider_home(args.results_dir / ".aider_home")
 
     budget = Budget(args.budget_usd)
+    if generate:
+        try:
+            ideas = idea_stage(args, template, ideas, model, budget)
+        except BudgetExceeded as err:
+            print(f"launch_scientist.py: {err}; stopped cleanly during idea generation, the ideas so far are in "
+                  f"{args.results_dir / args.experiment}", file=sys.stderr)
+            return 3
     settings = LoopSettings(max_runs=args.max_runs, max_iters=args.max_iters, run_timeout_s=args.run_timeout)
     for idea in ideas:
         folder = IdeaFolder.create(args.results_dir, args.experiment, idea["Name"], template)
@@ -154,3 +186,45 @@ def launch(args: argparse.Namespace) -> int:
             return 3
         log.info("Idea %s finished: %s (spent $%.4f)", idea["Name"], folder.path, ledger.total_usd)
     return 0
+
+
+def idea_stage(args: argparse.Namespace, template: Path, seeds: list[dict], model: str, budget: Budget) -> list[dict]:
+    """Generate ideas, check each against the literature, and return the ones to run.
+
+    Everything goes into results/<experiment>/<timestamp>_ideas/: ideas.json (each idea with its novelty evidence)
+    and the stage's cost ledger. A not-novel idea is not run; one whose novelty is undecided or unchecked runs
+    only with --allow-unchecked.
+    """
+    from .generation import IDEAS_FILE, generate_ideas, read_archive, write_ideas
+    from .literature import make_client
+    from .novelty import check_novelty
+
+    experiment_results = args.results_dir / args.experiment
+    launch_dir = experiment_results / f"{time.strftime('%Y%m%d_%H%M%S')}_ideas"
+    ideas_path = launch_dir / IDEAS_FILE
+    ledger = Ledger(launch_dir / "cost_ledger.json")
+    ideas = generate_ideas(template, ideas_path, seeds + read_archive(experiment_results), model, ledger, budget,
+                           args.num_ideas, args.num_reflections)
+    if args.skip_novelty_check:
+        log.info("Novelty not checked (--skip-novelty-check): %d idea(s) run with novel: null", len(ideas))
+        return ideas
+    client = make_client(args.engine, args.results_dir / ".literature_cache",
+                         base_url=os.environ.get(LITERATURE_URL_VARIABLE) or None)
+    for idea in ideas:
+        result = check_novelty(idea, client, model, ledger, budget)
+        idea["novel"] = result.novel
+        idea["provenance"]["novelty"] = {"status": result.status, "engine": result.engine, "queries": result.queries,
+                                         "papers": result.papers_seen, "reason": result.reason}
+        write_ideas(ideas_path, ideas)
+        log.info("Novelty of %s: %s (%s)", idea["Name"], result.status, result.reason)
+    for idea in ideas:
+        if idea["novel"] is False:
+            log.info("Not run: %s is not novel; its evidence is in %s", idea["Name"], ideas_path)
+    open_ideas = [i for i in ideas if i["novel"] is None]
+    if open_ideas and not args.allow_unchecked:
+        evidence = [(i["Name"], i["provenance"]["novelty"]) for i in open_ideas]
+        lines = "\n".join(f"  {name}: {novelty['status']} ({novelty['reason']})" for name, novelty in evidence)
+        raise LaunchError(f"{ideas_path}: the novelty of {len(open_ideas)} idea(s) is not established:\n{lines}\n"
+                          f"Nothing was run. Run them anyway with --ideas {ideas_path} (or add --allow-unchecked), "
+                          f"or check again later.")
+    return [i for i in ideas if i["novel"] is not False]

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +41,11 @@ def lint(path: Path) -> str:
     return result.stdout.strip()
 
 
-def scrubbed_environment() -> dict:
-    """The caller's environment without API keys and tokens: experiments need none. SAE_* settings pass through
-    (SAE_TRAINING_TOKENS is a size, not a secret)."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("SAE_") or not SECRET_NAME.search(k)}
+def scrubbed_environment(environ: Mapping[str, str] | None = None) -> dict:
+    """The caller's environment (or `environ`) without API keys and tokens: experiments need none. SAE_* settings
+    pass through (SAE_TRAINING_TOKENS is a size, not a secret)."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items() if k.startswith("SAE_") or not SECRET_NAME.search(k)}
     # aider runs with a HOME of its own; the experiment gets the user's, where its model and activation caches are.
     if env.get(USER_HOME_VARIABLE):
         env["HOME"] = env.pop(USER_HOME_VARIABLE)
@@ -52,15 +53,18 @@ def scrubbed_environment() -> dict:
 
 
 def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_name: str,
-               on_heartbeat: Callable[[str], None] | None = None) -> ProcessResult:
-    """Run `python args...` in cwd, its output in cwd/logs/<log_name>.stdout|stderr. Every HEARTBEAT_S seconds
-    on_heartbeat gets the latest progress line the process wrote to stderr."""
+               on_heartbeat: Callable[[str], None] | None = None,
+               environ: Mapping[str, str] | None = None) -> ProcessResult:
+    """Run `python args...` in cwd (with `environ`, by default this process's, scrubbed of secrets), its output in
+    cwd/logs/<log_name>.stdout|stderr. Every HEARTBEAT_S seconds on_heartbeat gets the latest progress line the
+    process wrote to stderr."""
     logs = cwd / "logs"
     logs.mkdir(exist_ok=True)
     stderr_path = logs / f"{log_name}.stderr"
     started = time.perf_counter()
     with open(logs / f"{log_name}.stdout", "w") as out, open(stderr_path, "w") as err:
-        process = subprocess.Popen([str(python), *args], cwd=cwd, stdout=out, stderr=err, env=scrubbed_environment())
+        process = subprocess.Popen([str(python), *args], cwd=cwd, stdout=out, stderr=err,
+                                   env=scrubbed_environment(environ))
         try:
             returncode, timed_out = _wait(process, started, timeout_s, stderr_path, on_heartbeat)
         finally:

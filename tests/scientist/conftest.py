@@ -10,6 +10,7 @@ import pytest
 from scientist.baseline import ensure_baseline
 from scientist.llm import configure_offline_litellm
 from tests.conftest import TEMPLATE_DIR
+from tests.scientist.literature_server import services  # noqa: F401 (a fixture: the local literature server)
 
 # Before anything imports litellm: it would otherwise try to download its cost map.
 configure_offline_litellm()

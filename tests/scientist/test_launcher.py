@@ -1,6 +1,8 @@
 """launch_scientist.py's checks before any work: flags, API keys, idea files."""
 
 import json
+import re
+import socket
 import subprocess
 import sys
 
@@ -11,7 +13,8 @@ from tests.conftest import REPO
 
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
          "--max-runs", "--max-iters", "--run-timeout", "--budget-usd", "--results-dir", "--resume", "--parallel",
-         "--gpus", "--preset", "--writeup")
+         "--gpus", "--preset", "--writeup", "--num-reflections", "--engine", "--allow-unchecked", "--new-idea",
+         "--check-ideas")
 
 
 def test_help_documents_every_flag():
@@ -47,8 +50,71 @@ def test_flags_of_stages_not_built_yet_fail_clearly(flags, expected, tmp_path, c
 
 def test_a_bad_idea_file_names_the_file_and_the_fix(tmp_path, capsys):
     ideas = tmp_path / "ideas.json"
-    ideas.write_text(json.dumps([{"Name": "x", "Title": "y"}]))
+    ideas.write_text(json.dumps([{"Name": "x", "Title": "y", "Experiment": "z", "Interestingness": 5,
+                                  "Feasibility": 5, "Novelty": "high"}]))
     code = main(["--model", "scripted/demo", "--ideas", str(ideas), "--results-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"{ideas}: an idea lacks Experiment" in err
+    assert f"{ideas}: $[0].Novelty: must be an integer" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_new_idea_file_is_refused_until_it_is_filled_in(tmp_path, capsys):
+    path = tmp_path / "ideas" / "mine.json"
+    assert main(["--new-idea", str(path)]) == 0
+    assert "--check-ideas" in capsys.readouterr().out
+    assert main(["--new-idea", str(path)]) == 2, "an existing file is never overwritten"
+    assert main(["--check-ideas", str(path)]) == 2
+    assert f"{path}: $." in capsys.readouterr().err
+
+    text = path.read_text().replace('"your_idea_name"', '"my_idea"')
+    for score in ("Interestingness", "Feasibility", "Novelty"):
+        text = re.sub(rf'("{score}": )"FILL IN[^"]*"', r"\g<1>5", text)
+    text = re.sub(r'"FILL IN[^"]*"', '"Filled in by hand."', text)
+    path.write_text(text)
+    assert main(["--check-ideas", str(path)]) == 0
+    assert "ok: 1 idea(s) in 1 file(s)" in capsys.readouterr().out
+
+
+GENERATED = {"Name": "decoder_bias_decay", "Title": "Decaying the decoder bias towards zero",
+             "Experiment": "Add an L2 penalty on b_dec in CustomTrainer and compare CE loss score and L0.",
+             "Interestingness": 5, "Feasibility": 9, "Novelty": 4}
+DRAFT = f"THOUGHT:\nA small change.\n\nNEW IDEA JSON:\n```json\n{json.dumps(GENERATED)}\n```\n"
+QUERY = 'Searching first.\n```json\n{"Query": "sparse autoencoder decoder bias penalty"}\n```'
+
+
+def generate_args(templates_dir, results):
+    return ["--model", "scripted/demo", "--templates-dir", str(templates_dir), "--results-dir", str(results),
+            "--num-ideas", "1", "--num-reflections", "0"]
+
+
+def test_unreachable_literature_stops_the_launch_with_the_ideas_kept(
+        templates_dir, tmp_path, scripted, monkeypatch, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("LITERATURE_API_URL", f"http://127.0.0.1:{closed_port}")
+    scripted([DRAFT, QUERY])
+    code = main(generate_args(templates_dir, tmp_path / "results"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "novelty of 1 idea(s) is not established" in err and "decoder_bias_decay: unchecked" in err
+    [ideas_file] = (tmp_path / "results" / "sae_variants").glob("*_ideas/ideas.json")
+    [kept] = json.loads(ideas_file.read_text())
+    assert kept["novel"] is None and kept["provenance"]["novelty"]["status"] == "unchecked"
+    assert [p.name for p in (tmp_path / "results" / "sae_variants").iterdir()] == [ideas_file.parent.name], \
+        "no idea folder was created: nothing ran"
+
+
+def test_a_generated_idea_found_in_the_literature_is_not_run(templates_dir, tmp_path, scripted, services,
+                                                             monkeypatch):
+    monkeypatch.setenv("LITERATURE_API_URL", services.base_url)
+    scripted([DRAFT, QUERY, "DECISION: not novel\nREASON: the first paper already penalises the decoder bias."])
+    assert main(generate_args(templates_dir, tmp_path / "results")) == 0
+    [ideas_file] = (tmp_path / "results" / "sae_variants").glob("*_ideas/ideas.json")
+    [kept] = json.loads(ideas_file.read_text())
+    assert kept["novel"] is False
+    assert kept["provenance"]["novelty"]["queries"] == ["sparse autoencoder decoder bias penalty"]
+    assert kept["provenance"]["novelty"]["papers"][0]["title"] == "Scaling and evaluating sparse autoencoders"
+    assert len(services.requests) == 1
+    assert len(list((tmp_path / "results" / "sae_variants").iterdir())) == 1, "the idea was not run"
