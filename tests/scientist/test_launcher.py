@@ -118,3 +118,15 @@ def test_a_generated_idea_found_in_the_literature_is_not_run(templates_dir, tmp_
     assert kept["provenance"]["novelty"]["papers"][0]["title"] == "Scaling and evaluating sparse autoencoders"
     assert len(services.requests) == 1
     assert len(list((tmp_path / "results" / "sae_variants").iterdir())) == 1, "the idea was not run"
+
+
+def test_skip_idea_generation_runs_the_seed_ideas_as_written(templates_dir, tmp_path, scripted):
+    seeds = json.loads((templates_dir / "sae_variants" / "seed_ideas.json").read_text())
+    handler = scripted(["ALL_COMPLETED"] * len(seeds))
+    code = main(["--model", "scripted/demo", "--skip-idea-generation", "--templates-dir", str(templates_dir),
+                 "--results-dir", str(tmp_path / "results")])
+    assert code == 0
+    folders = (tmp_path / "results" / "sae_variants").iterdir()
+    assert sorted(f.name.split("_", 2)[2] for f in folders) == sorted(s["Name"] for s in seeds)
+    for seed, prompt in zip(seeds, handler.prompts):
+        assert seed["Title"] in prompt[-1]["content"] and seed["Experiment"] in prompt[-1]["content"]
