@@ -2,7 +2,8 @@
 #   make demo       the research loop on the offline default: a scripted coder takes one TopK idea through
 #                   real edits and real runs of Gemma 3 270M activations on the CPU
 #   make test       the test suite, offline, on the CPU
-#   make setup      only create the environments (does nothing when they are in place)
+#   make setup      only create the environments and install the Debian packages (does nothing when they are
+#                   in place)
 #   make baseline   templates/sae_variants/run_0 on the offline default (Gemma 3 270M, gensim Wikipedia, CPU),
 #                   built when missing or made by other code or settings (the launcher does the same)
 
@@ -13,8 +14,20 @@ TEMPLATE := templates/sae_variants
 TEMPLATE_VENV := $(TEMPLATE)/.venv
 TEMPLATE_PY := $(TEMPLATE_VENV)/bin/python
 TEMPLATE_STAMP := $(TEMPLATE_VENV)/.installed
+# Debian packages: LaTeX for the paper, chktex for its lint, pdftotext for the reviewers, chromium to test the report.
+DEBIAN_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended chktex poppler-utils chromium
+DEBIAN_COMMANDS := pdflatex bibtex chktex pdftotext chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup baseline clean-baseline
+.PHONY: demo test setup debian baseline clean-baseline
+
+debian:
+	@missing=""; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages (missing:$$missing)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
+	fi
 
 $(ORCH_STAMP): requirements.txt
 	[ -x $(ORCH_PY) ] || python3 -m venv $(ORCH_VENV)
@@ -25,7 +38,7 @@ $(ORCH_STAMP): requirements.txt
 $(TEMPLATE_STAMP): $(TEMPLATE)/requirements.txt $(TEMPLATE)/requirements-nodeps.txt $(TEMPLATE)/constraints-cpu.txt $(TEMPLATE)/setup_env.sh
 	bash $(TEMPLATE)/setup_env.sh
 
-setup: $(ORCH_STAMP) $(TEMPLATE_STAMP)
+setup: debian $(ORCH_STAMP) $(TEMPLATE_STAMP)
 
 baseline: setup
 	$(ORCH_PY) -m scientist.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py

@@ -18,7 +18,7 @@ from .files import atomic_write_text
 # What is not copied from the template: environments, caches, and runs other than the baseline.
 TEMPLATE_IGNORE = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache", "*.png")
 # Large or generated files stay out of the idea's git history (SAE weights are in run_i/sae/).
-IDEA_GITIGNORE = "__pycache__/\n*.pyc\nrun_*/sae/\n*.npy\n.aider*\nlogs/\n"
+IDEA_GITIGNORE = "__pycache__/\n*.pyc\nrun_*/sae/\n*.npy\n.aider*\nlogs/\nlatex/paper.*\n!latex/paper.tex\n"
 
 
 def slug(name: str) -> str:
@@ -45,6 +45,9 @@ class IdeaFolder:
         return folder
 
     def commit(self, message: str) -> str:
+        """Commit everything that changed; with nothing changed, no empty commit: the current one is returned."""
+        if self.repo.head.is_valid() and not self.repo.is_dirty(untracked_files=True):
+            return self.repo.head.commit.hexsha
         self.repo.git.add(A=True)
         self.repo.index.commit(message)
         return self.repo.head.commit.hexsha

@@ -256,7 +256,7 @@ def extract_json(text: str) -> Any:
     """The first JSON object or list in an LLM reply: inside a ```json fence when there is one, after any prose,
     ignoring whatever follows it. Raises ValueError saying what was wrong."""
     if not text.strip():
-        raise ValueError("the reply is empty; it should hold the idea as a JSON object")
+        raise ValueError("the reply is empty; it should hold a JSON object")
     fence = re.search(r"```json[^\n]*\n", text, re.IGNORECASE) or re.search(r"```[^\n]*\n", text)
     start = fence.end() if fence else 0
     decoder = json.JSONDecoder()
@@ -270,7 +270,7 @@ def extract_json(text: str) -> Any:
             # Brackets nested in a broken value belong to it: an inner object of broken JSON is not the answer.
             position = _end_of_brackets(text, match.start())
     if furthest is None:
-        raise ValueError("no JSON object found in the reply; write the idea as a JSON object in a ```json block")
+        raise ValueError("no JSON object found in the reply; write it as a JSON object in a ```json block")
     raise ValueError(f"the JSON in the reply is not valid: line {furthest.lineno}, column {furthest.colno}: "
                      f"{furthest.msg}")
 

@@ -4,6 +4,7 @@ the experiment loop and the plot stage."""
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_FLAG = "demo"
 SEED_IDEAS = "seed_ideas.json"
 LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
+# Beyond the LaTeX tools that scientist.latex checks: the reviewers read the PDF as text.
+WRITEUP_TOOLS = ("pdftotext",)
 
 
 class LaunchError(Exception):
@@ -68,14 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parallel", type=int, default=1, help="Ideas run at once.")
     parser.add_argument("--gpus", default=None, help="Comma-separated GPU ids for parallel ideas.")
     parser.add_argument("--preset", default=None, help="Model preset for the runs (sets SAE_PRESET).")
-    parser.add_argument("--writeup", action="store_true", help="Write and review a paper for each idea.")
+    parser.add_argument("--writeup", choices=["latex"], default=None,
+                        help="Write each idea up as a LaTeX paper (paper.pdf in its folder), review it, and list it "
+                             "in results/<experiment>/index.html. Needs pdflatex, bibtex, chktex and pdftotext "
+                             "(`make setup` installs them).")
+    parser.add_argument("--num-reviews", type=int, default=3,
+                        help="Independent reviews of each paper before the meta-review (default 3).")
     return parser
 
 
 def refuse_unbuilt_flags(args: argparse.Namespace):
     """Flags whose stages are not built yet fail clearly rather than being ignored."""
     unbuilt = [
-        (args.writeup, "--writeup", "the write-up and review stage"),
         (args.resume is not None, "--resume", "resuming an interrupted idea"),
         (args.parallel != 1 or args.gpus, "--parallel/--gpus", "running ideas in parallel"),
     ]
@@ -98,6 +105,18 @@ def check_ideas(paths: list[Path]) -> int:
     ideas = load_idea_files(paths)
     print(f"ok: {len(ideas)} idea(s) in {len(paths)} file(s) follow ideas/schema.json")
     return 0
+
+
+def check_writeup_tools(template: Path):
+    from .latex import tools_missing
+    from .writeup import LATEX_TEMPLATE
+
+    missing = tools_missing() + [tool for tool in WRITEUP_TOOLS if not shutil.which(tool)]
+    if missing:
+        raise LaunchError(f"--writeup latex needs {', '.join(missing)}, which are not installed; run `make setup` "
+                          "(it installs the Debian packages), or leave out --writeup.")
+    if not (template / LATEX_TEMPLATE / "paper.tex").exists():
+        raise LaunchError(f"{template / LATEX_TEMPLATE}: the template has no paper.tex; --writeup needs one.")
 
 
 def template_python(template: Path) -> Path:
@@ -124,6 +143,7 @@ def launch(args: argparse.Namespace) -> int:
     from .generation import template_prompt
     from .loop import ExperimentLoop, LoopSettings, plot_stage
     from .progress import ProgressView
+    from .report import write_report
     from .scripted import DEMO_MODEL, load_demo_script, register_scripted
 
     refuse_unbuilt_flags(args)
@@ -150,6 +170,8 @@ def launch(args: argparse.Namespace) -> int:
             template_prompt(template)
             # The seeds are not run: generation is told about them, so that it does not repeat them.
             ideas, generate = load_idea_files([template / SEED_IDEAS]), True
+    if args.writeup:
+        check_writeup_tools(template)
     if args.preset:
         os.environ["SAE_PRESET"] = args.preset
     python = template_python(template)
@@ -177,6 +199,8 @@ def launch(args: argparse.Namespace) -> int:
             if loop.run() > 0:
                 plot_stage(folder, loop, Coder(folder.path, ["plot.py"], model, ledger, budget),
                            Coder(folder.path, ["notes.txt"], model, ledger, budget))
+                if args.writeup:
+                    paper_stage(folder, loop, idea, template, model, ledger, budget, args.num_reviews)
             loop.update(stage="done")
         except BudgetExceeded as err:
             folder.log(f"budget stop: {err}")
@@ -184,8 +208,27 @@ def launch(args: argparse.Namespace) -> int:
             print(f"launch_scientist.py: {err}; stopped cleanly, results so far are in {folder.path}",
                   file=sys.stderr)
             return 3
-        log.info("Idea %s finished: %s (spent $%.4f)", idea["Name"], folder.path, ledger.total_usd)
+        finally:
+            report = write_report(args.results_dir / args.experiment)
+        log.info("Idea %s finished: %s (spent $%.4f); report: %s", idea["Name"], folder.path, ledger.total_usd,
+                 report)
     return 0
+
+
+def paper_stage(folder, loop, idea: dict, template: Path, model: str, ledger: Ledger, budget: Budget,
+                num_reviews: int):
+    """The paper (paper.pdf), then its reviews (review.json); what the paper still gets wrong is kept in state."""
+    from .review import review_paper, write_review
+    from .writeup import PaperWriter
+
+    loop.update(stage="writing paper")
+    papers = idea.get("provenance", {}).get("novelty", {}).get("papers", [])
+    paper = PaperWriter(folder, idea, template, model, ledger, budget, papers).write()
+    loop.update(paper={"pdf": paper.pdf.name, "reverted_sections": paper.reverted_sections,
+                       "contradictions": paper.contradictions})
+    loop.update(stage="reviewing paper")
+    write_review(folder.path, review_paper(paper.pdf, model, ledger, budget, num_reviews=num_reviews))
+    folder.commit("Paper reviews")
 
 
 def idea_stage(args: argparse.Namespace, template: Path, seeds: list[dict], model: str, budget: Budget) -> list[dict]:

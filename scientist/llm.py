@@ -43,7 +43,7 @@ def configure_offline_litellm() -> None:
     call the tool never needs: the bundled prices are enough for the cost ledger. litellm reads the variable at
     import time, so call this before litellm or aider is imported anywhere.
     """
-    if "litellm" in sys.modules:
+    if "litellm" in sys.modules and os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP") != "True":
         logger.warning("litellm was imported before configure_offline_litellm(); it may have fetched its cost map.")
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 

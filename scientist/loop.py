@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .claims import check_idea
 from .coder import Coder
+from .files import atomic_write_text
 from .folder import IdeaFolder
 from .metrics import results_block
 from .progress import ProgressView
@@ -44,6 +46,8 @@ class IdeaProgress:
     status: str = "running"
     runs: dict = field(default_factory=dict)
     ran_code: list = field(default_factory=list)
+    paper: dict = field(default_factory=dict)
+    notes_contradictions: list = field(default_factory=list)
 
 
 def description_from(reply: str) -> str | None:
@@ -55,6 +59,17 @@ def interpretation_from(reply: str) -> str | None:
     match = re.search(r"^\s*INTERPRETATION:\s*(.+?)(?:^\s*DESCRIPTION:|^\s*ALL_COMPLETED|\Z)", reply,
                       flags=re.MULTILINE | re.DOTALL)
     return match.group(1).strip() if match else None
+
+
+def correction_from(reply: str) -> str | None:
+    match = re.search(r"^\s*CORRECTION:\s*(.+)", reply, flags=re.MULTILINE | re.DOTALL)
+    return match.group(1).strip() if match else None
+
+
+def notes_contradictions(folder: IdeaFolder) -> list[str]:
+    """What the claim checker finds wrong in notes.txt (the paper is checked by the write-up stage)."""
+    _, contradictions = check_idea(folder.path)
+    return [str(c) for c in contradictions if Path(c.claim.path).name == "notes.txt"]
 
 
 def code_digest(path: Path) -> str:
@@ -162,6 +177,33 @@ class ExperimentLoop:
         if text:
             self.folder.append_notes(f"Interpretation of run {run_number} (written by the LLM coder):\n{text}")
             self.folder.commit(f"Coder's interpretation of run {run_number}")
+            self.check_interpretation(run_number, text)
+
+    def check_interpretation(self, run_number: int, text: str):
+        """The claim checker reads notes.txt after each interpretation. Contradictions go back to the coder once; its
+        correction replaces the interpretation, and what still contradicts the results is kept in state.json."""
+        found = notes_contradictions(self.folder)
+        if not found:
+            return
+        what = f"your interpretation of run {run_number}"
+        code = self.experiment_py.read_text()
+        reply = self.coder.ask(render("coder_contradictions", what=what, contradictions="\n".join(found)),
+                               stage=f"notes_check_{run_number}")
+        if self.experiment_py.read_text() != code:
+            self.experiment_py.write_text(code)
+            self.folder.log(f"the coder edited experiment.py while correcting {what}; the edit was undone")
+        correction = correction_from(reply)
+        if correction:
+            notes = self.folder.path / "notes.txt"
+            atomic_write_text(notes, notes.read_text().replace(
+                text, f"{correction}\n(Corrected after the claim check.)", 1))
+            self.folder.commit(f"Coder's interpretation of run {run_number}, corrected after the claim check")
+        self.record_contradictions(notes_contradictions(self.folder))
+
+    def record_contradictions(self, remaining: list[str]):
+        for contradiction in remaining:
+            self.folder.log(f"notes.txt contradicts the results: {contradiction}")
+        self.update(notes_contradictions=remaining)
 
 
 def plot_stage(folder: IdeaFolder, loop: ExperimentLoop, plot_coder: Coder, notes_coder: Coder) -> bool:
@@ -183,4 +225,9 @@ def plot_stage(folder: IdeaFolder, loop: ExperimentLoop, plot_coder: Coder, note
     loop.update(stage="describing plots")
     notes_coder.ask(render("coder_plot_notes", figures=", ".join(FIGURES)), stage="plot_notes")
     folder.commit("Figure descriptions in notes.txt")
+    found = notes_contradictions(folder)
+    if found:
+        notes_coder.ask(render("coder_notes_contradictions", contradictions="\n".join(found)), stage="notes_check")
+        folder.commit("notes.txt corrected after the claim check")
+        loop.record_contradictions(notes_contradictions(folder))
     return True

@@ -13,6 +13,9 @@ from typing import TextIO
 
 from .llm import Ledger
 
+# The stages that belong to one run; the others (plotting, describing plots, done) belong to the whole idea.
+RUN_STAGES = ("coding", "running")
+
 
 class ProgressView:
     def __init__(self, ledger: Ledger, max_runs: int, max_iters: int, stream: TextIO | None = None):
@@ -25,7 +28,7 @@ class ProgressView:
         elapsed = int(time.monotonic() - self.started)
         fields = [
             progress.idea,
-            f"{progress.stage} run {progress.run}/{self.max_runs}" if progress.run else progress.stage,
+            f"{progress.stage} run {progress.run}/{self.max_runs}" if progress.stage in RUN_STAGES else progress.stage,
             f"try {progress.tries}/{self.max_iters}",
             f"${self.ledger.total_usd:.4f}",
             f"{elapsed // 60}m{elapsed % 60:02d}s",

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
          "--max-runs", "--max-iters", "--run-timeout", "--budget-usd", "--results-dir", "--resume", "--parallel",
          "--gpus", "--preset", "--writeup", "--num-reflections", "--engine", "--allow-unchecked", "--new-idea",
-         "--check-ideas")
+         "--check-ideas", "--num-reviews")
 
 
 def test_help_documents_every_flag():
@@ -38,7 +38,6 @@ def test_missing_api_key_fails_before_any_work(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--writeup"], "--writeup: the write-up and review stage is not available yet"),
     (["--parallel", "2"], "--parallel/--gpus: running ideas in parallel is not available yet"),
     (["--resume", "results/x"], "--resume: resuming an interrupted idea is not available yet"),
 ])

@@ -9,7 +9,8 @@ import pytest
 from scientist.launcher import main
 
 FENCE = "```"
-IDEA = {"Name": "probe_idea", "Title": "A probe idea", "Experiment": "Change the SAE and measure it."}
+IDEA = {"Name": "probe_idea", "Title": "A probe idea", "Experiment": "Change the SAE and measure it.",
+        "Interestingness": 3, "Feasibility": 9, "Novelty": 2}
 
 
 def edit(search: str, replace: str, fname: str = "experiment.py") -> str:
@@ -42,7 +43,8 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
         "DESCRIPTION: no crash, L1 coefficient 0.5\n"
         + edit(MAIN_START + '    raise RuntimeError("boom at start")\n', MAIN_START)
         + edit("        self.l1_coefficient = config.sparsity_penalty\n", "        self.l1_coefficient = 0.5\n"),
-        "INTERPRETATION: the table marks each change.\nALL_COMPLETED",
+        "INTERPRETATION: the table marks each change. Run 1 reaches an explained variance of 1.5.\nALL_COMPLETED",
+        "CORRECTION: the table marks each change.",
         edit(PLOT_LABELS, 'labels = {\n    "run_0": "Baseline",\n    "run_1": "L1 0.5",\n}\n', "plot.py"),
         f"notes.txt\n{FENCE}\n<<<<<<< SEARCH\n=======\n## Figures\nmetrics_comparison.png compares runs.\n"
         f">>>>>>> REPLACE\n{FENCE}\n",
@@ -58,7 +60,10 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
     assert "## Run 1: no crash, L1 coefficient 0.5" in notes
     row = re.search(r"^core\.ce_loss_score\s+(\S+)\s+(\S+)", notes, flags=re.MULTILINE)
     assert float(row.group(2)) == pytest.approx(info["core"]["means"]["ce_loss_score"], rel=1e-5)
-    assert "Interpretation of run 1 (written by the LLM coder):\nthe table marks each change." in notes
+    assert "Interpretation of run 1 (written by the LLM coder):\nthe table marks each change.\n" \
+        "(Corrected after the claim check.)" in notes
+    assert "explained variance of 1.5" not in notes, "the claim checker's contradiction went back to the coder and was corrected"
+    assert "claim checker" in prompts[3] and "core.explained_variance" in prompts[3]
     assert "## Figures" in notes
     assert (folder / "metrics_comparison.png").stat().st_size > 10_000
 
@@ -68,6 +73,7 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
     assert (folder / "cost_ledger.json").exists()
     state = json.loads((folder / "state.json").read_text())
     assert state["stage"] == "done" and list(state["runs"]) == ["1"]
+    assert state["notes_contradictions"] == []
 
 
 def test_lint_errors_go_back_to_the_coder_without_using_a_run(templates_dir, tmp_path, scripted):

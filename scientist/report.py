@@ -1,0 +1,245 @@
+"""A static HTML page over the ideas of one experiment: status, key metrics against the baseline, plots, files.
+
+    python -m scientist.report results/sae_variants      writes results/sae_variants/index.html
+
+An idea folder is a subfolder with a state.json. The page has no scripts and loads nothing from outside, and
+every link and image is relative, so it works opened from disk (file://) and in a copy of the results folder.
+Anything an idea has not produced yet shows as "not yet". Verdicts come from scientist.metrics, never from prose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+from .files import atomic_write_text
+from .llm import Ledger, LedgerError
+from .metrics import MetricChange, compare, format_number
+from .review import REVIEW_FILE
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.html"
+STATE_FILE = "state.json"
+LEDGER_FILE = "cost_ledger.json"
+KEY_GROUP = "core"
+KEY_METRICS = ("explained_variance", "ce_loss_score", "kl_div_score", "mse", "l0", "dead_fraction")
+# metrics.py writes "-" for a number that describes the run rather than scores it.
+VERDICT_WORDS = {"better": "better", "worse": "worse", "same": "same", "n/a": "n/a", "-": "info"}
+VERDICT_CLASSES = {"better": "verdict-better", "worse": "verdict-worse", "same": "verdict-same",
+                   "n/a": "verdict-na", "-": "verdict-info"}
+NOT_YET = '<span class="not-yet">not yet</span>'
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222; }
+section.idea { border: 1px solid #ccc; border-radius: 6px; padding: 0.5em 1.2em 1em; margin: 1.5em 0; }
+h2 { margin-bottom: 0.2em; }
+.state { color: #555; margin-top: 0; }
+table.metrics { border-collapse: collapse; margin: 0.8em 0; }
+table.metrics th, table.metrics td { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left; }
+table.metrics td.number { text-align: right; font-variant-numeric: tabular-nums; }
+.verdict-better { color: #126b2f; font-weight: bold; }
+.verdict-worse { color: #b3261e; font-weight: bold; }
+.verdict-same, .verdict-na, .verdict-info { color: #777; }
+.not-yet { color: #999; font-style: italic; }
+.paper-flags li { color: #b3261e; }
+.plots { display: flex; flex-wrap: wrap; gap: 0.8em; }
+.plots figure { margin: 0; }
+.plots img { width: 220px; border: 1px solid #ddd; }
+.plots figcaption { font-size: 0.8em; color: #555; }
+"""
+
+
+class ReportError(Exception):
+    """The folder given is not an experiment's results folder."""
+
+
+def write_report(experiment_results: Path) -> Path:
+    """Write <experiment_results>/index.html over every idea folder in it; returns the page's path.
+
+    A folder without ideas yet gets a page that says so: the launcher rewrites the page after each idea, even one
+    that failed before its first state.json, and must not fail there.
+    """
+    experiment_results = Path(experiment_results)
+    if not experiment_results.is_dir():
+        raise ReportError(f"{experiment_results}: no such folder; give an experiment's results folder, "
+                          "e.g. results/sae_variants")
+    ideas = idea_folders(experiment_results)
+    title = f"SAE Scientist results: {experiment_results.resolve().name}"
+    generated = datetime.now().astimezone().isoformat(timespec="seconds")
+    page = "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{STYLE}</style>",
+        "</head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p>{len(ideas)} idea(s); page written {escape(generated)}. Metrics are those of each idea's last "
+        "successful run against the baseline run_0.</p>",
+        *(_idea_section(idea) for idea in ideas),
+        "</body></html>",
+        "",
+    ])
+    path = experiment_results / INDEX_FILE
+    atomic_write_text(path, page)
+    return path
+
+
+def idea_folders(experiment_results: Path) -> list[Path]:
+    """The subfolders with a state.json, oldest first (their names start with a timestamp)."""
+    return sorted(path for path in Path(experiment_results).iterdir() if (path / STATE_FILE).is_file())
+
+
+def _idea_section(folder: Path) -> str:
+    state = _read_json(folder / STATE_FILE) or {}
+    return "\n".join([
+        f'<section class="idea" id="{escape(folder.name)}">',
+        f"<h2>{escape(folder.name)}</h2>",
+        f'<p class="state">idea <b>{_text(state.get("idea"))}</b>, status <b class="status">'
+        f'{_text(state.get("status"))}</b>, stage <b class="stage">{_text(state.get("stage"))}</b></p>',
+        _paper_flags(state),
+        _metrics_table(folder, state),
+        _file_list(folder),
+        _plots(folder),
+        "</section>",
+    ])
+
+
+def _paper_flags(state: dict) -> str:
+    """What the write-up stage could not make right: claims its data contradict, sections it had to revert."""
+    paper = state.get("paper") or {}
+    lines = [f'<li class="contradiction">the paper contradicts its data: {escape(c)}</li>'
+             for c in paper.get("contradictions", [])]
+    lines += [f'<li class="reverted">section {escape(s)} was reverted: it never compiled</li>'
+              for s in paper.get("reverted_sections", [])]
+    return f'<ul class="paper-flags">{"".join(lines)}</ul>' if lines else ""
+
+
+def last_successful_run(folder: Path, state: dict) -> int | None:
+    """The highest run that state.json records as succeeded and whose final_info.json is on disk."""
+    runs = state.get("runs")
+    numbers = sorted((int(n) for n in runs if str(n).isdigit()), reverse=True) if isinstance(runs, dict) else []
+    return next((n for n in numbers if (folder / f"run_{n}" / "final_info.json").is_file()), None)
+
+
+def _metrics_table(folder: Path, state: dict) -> str:
+    run = last_successful_run(folder, state)
+    run_info = _read_json(folder / f"run_{run}" / "final_info.json") if run is not None else None
+    if run_info is None:
+        return f'<p class="metrics">Metrics: {NOT_YET}</p>'
+    # A missing baseline leaves every verdict "n/a" rather than hiding the run's numbers.
+    baseline = _read_json(folder / "run_0" / "final_info.json") or {}
+    changes = {(change.group, change.name): change for change in compare(baseline, run_info)}
+    rows = [_metric_row(name, changes.get((KEY_GROUP, name))) for name in KEY_METRICS]
+    return "\n".join([
+        '<table class="metrics">',
+        f'<tr><th>metric</th><th>baseline (run_0)</th><th>run_{run}</th><th>verdict</th></tr>',
+        *rows,
+        "</table>",
+    ])
+
+
+def _metric_row(name: str, change: MetricChange | None) -> str:
+    baseline, value, verdict = (change.baseline, change.value, change.verdict) if change else (None, None, "n/a")
+    return (f'<tr class="metric" data-metric="{escape(name)}"><th>{escape(name)}</th>'
+            f'<td class="number baseline">{format_number(baseline)}</td>'
+            f'<td class="number value">{format_number(value)}</td>'
+            f'<td class="verdict {VERDICT_CLASSES[verdict]}">{VERDICT_WORDS[verdict]}</td></tr>')
+
+
+def _file_list(folder: Path) -> str:
+    items = [
+        ("Paper", _link(folder, "paper.pdf")),
+        ("Notes", _link(folder, "notes.txt")),
+        ("Review", _review_summary(folder)),
+        ("Cost", _cost(folder)),
+    ]
+    return '<ul class="files">' + "".join(f"<li>{label}: {html}</li>" for label, html in items) + "</ul>"
+
+
+def _review_summary(folder: Path) -> str:
+    link = _link(folder, REVIEW_FILE)
+    review = _read_json(folder / REVIEW_FILE)
+    meta = review.get("meta_review") if review else None
+    if not isinstance(meta, dict) or "Overall" not in meta or "Decision" not in meta:
+        return link
+    return (f'{link}, meta-review: Overall <b class="overall">{_text(meta["Overall"])}</b>/10, '
+            f'<b class="decision">{_text(meta["Decision"])}</b>')
+
+
+def _cost(folder: Path) -> str:
+    path = folder / LEDGER_FILE
+    if not path.is_file():
+        return NOT_YET
+    try:
+        total = f"${Ledger(path).total_usd:.4f}"
+    except LedgerError as err:
+        logger.warning("%s", err)
+        total = "unreadable ledger"
+    return f'<span class="cost">{escape(total)}</span> ({_link(folder, LEDGER_FILE)})'
+
+
+def _plots(folder: Path) -> str:
+    figures = [f'<figure><a href="{_href(folder, png.name)}"><img src="{_href(folder, png.name)}" '
+               f'alt="{escape(png.name)}"></a><figcaption>{escape(png.name)}</figcaption></figure>'
+               for png in sorted(folder.glob("*.png"))]
+    if not figures:
+        return f"<p>Plots: {NOT_YET}</p>"
+    return '<div class="plots">' + "".join(figures) + "</div>"
+
+
+def _link(folder: Path, name: str) -> str:
+    if not (folder / name).is_file():
+        return NOT_YET
+    return f'<a href="{_href(folder, name)}">{escape(name)}</a>'
+
+
+def _href(folder: Path, name: str) -> str:
+    """A link relative to index.html, which sits beside the idea folders."""
+    return escape(f"{quote(folder.name)}/{quote(name)}")
+
+
+def _text(value: object) -> str:
+    return NOT_YET if value is None else escape(str(value))
+
+
+def _read_json(path: Path) -> dict | None:
+    """The file's JSON object; None when it is missing, and also (with a warning) when it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        logger.warning("%s is unreadable (%s); shown as not yet", path, err)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scientist.report",
+                                     description="Write index.html over the ideas of one experiment's results.")
+    parser.add_argument("experiment_results", type=Path, help="the experiment's results folder, e.g. "
+                        "results/sae_variants")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        # Given by hand, a folder without ideas is most likely the wrong folder (results/ rather than its child).
+        if args.experiment_results.is_dir() and not idea_folders(args.experiment_results):
+            raise ReportError(f"{args.experiment_results}: holds no idea folders (subfolders with a {STATE_FILE}); "
+                              "give an experiment's results folder, e.g. results/sae_variants")
+        path = write_report(args.experiment_results)
+    except ReportError as err:
+        print(f"python -m scientist.report: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Reviewing a paper: several independent LLM reviews on a NeurIPS-style form, then a meta-review of them.
+
+The form is scientist/review_form.schema.json; prompts/review_system.txt tells the reviewer what each score means.
+Each review is its own conversation over the paper's text (as `pdftotext -layout` extracts it). The JSON of the
+reply is checked against the form, and a reply that breaks it gets one retry naming the problem; a review still
+unusable after that is dropped and the reason kept. An area-chair call then writes the meta-review, on the same
+form, from the reviews that are left. The result goes to the idea's review.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .files import atomic_write_text
+from .ideas import extract_json
+from .llm import Budget, Ledger, complete
+from .prompts import render
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "review_form.schema.json"
+REVIEW_FILE = "review.json"
+PDFTOTEXT_TIMEOUT_S = 120
+RETRIES = 1
+# jsonschema quotes the faulty value in its message; a whole review quoted back would bury the point.
+MAX_ERROR_CHARS = 300
+
+
+class ReviewError(Exception):
+    """The paper cannot be read as text, or no reviewer wrote a review that fits the form."""
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def form_error(review: Any) -> str | None:
+    """What makes `review` break the form, as "<JSON path>: <rule>"; None when it fits."""
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(review))
+    if error is None:
+        return None
+    message = error.message if len(error.message) <= MAX_ERROR_CHARS else error.message[:MAX_ERROR_CHARS] + "..."
+    return f"{error.json_path}: {message}"
+
+
+def pdf_text(pdf: Path) -> str:
+    """The text of `pdf` as `pdftotext -layout` (poppler-utils) extracts it, keeping the columns of tables."""
+    pdf = Path(pdf)
+    if shutil.which("pdftotext") is None:
+        raise ReviewError("pdftotext is not installed; the reviewers read the paper through it. Install "
+                          "poppler-utils (apt-get install poppler-utils, or `make setup`).")
+    if not pdf.is_file():
+        raise ReviewError(f"{pdf}: no such PDF file")
+    try:
+        result = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                                timeout=PDFTOTEXT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ReviewError(f"{pdf}: pdftotext did not finish within {PDFTOTEXT_TIMEOUT_S} s") from None
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip() or "no message"
+        raise ReviewError(f"{pdf}: pdftotext cannot read it (exit code {result.returncode}): {reason}")
+    text = result.stdout.decode(errors="replace")
+    if not text.strip():
+        raise ReviewError(f"{pdf}: the PDF holds no text that pdftotext can extract (are its pages images?)")
+    return text
+
+
+def review_paper(pdf: Path, model: str, ledger: Ledger, budget: Budget, num_reviews: int = 3,
+                 temperature: float = 0.75) -> dict:
+    """`num_reviews` independent reviews of the paper and a meta-review of them.
+
+    Returns {"reviews", "meta_review", "dropped", "model", "num_reviews"}: "reviews" holds the reviews that fit the
+    form, "dropped" one {"which", "reason"} per review (or meta-review) still unusable after its retry, and
+    "meta_review" is None only when the meta-review was dropped. Raises ReviewError when the PDF cannot be read or
+    no review fits the form; LLM errors, BudgetExceeded included, propagate.
+    """
+    if num_reviews < 1:
+        raise ValueError(f"num_reviews must be >= 1, got {num_reviews}")
+    system = {"role": "system", "content": render("review_system")}
+    paper = {"role": "user", "content": render("review_paper", paper_text=pdf_text(pdf))}
+    reviews, dropped = [], []
+    for number in range(1, num_reviews + 1):
+        review, problem = _review_on_form(model, [system, paper], "review", ledger, budget, temperature)
+        if review is None:
+            logger.warning("Review %d of %s dropped: %s", number, pdf, problem)
+            dropped.append({"which": f"review {number}", "reason": problem})
+        else:
+            reviews.append(review)
+    if not reviews:
+        reasons = "; ".join(f"{d['which']}: {d['reason']}" for d in dropped)
+        raise ReviewError(f"{pdf}: none of the {num_reviews} reviews fits the review form ({reasons})")
+
+    meta_request = {"role": "user", "content": render("review_meta", num_reviews=len(reviews),
+                                                      reviews=json.dumps(reviews, indent=2))}
+    meta_review, problem = _review_on_form(model, [system, meta_request], "meta_review", ledger, budget, temperature)
+    if meta_review is None:
+        logger.warning("The meta-review of %s dropped: %s", pdf, problem)
+        dropped.append({"which": "meta-review", "reason": problem})
+    return {"reviews": reviews, "meta_review": meta_review, "dropped": dropped, "model": model,
+            "num_reviews": num_reviews}
+
+
+def _review_on_form(model: str, messages: list[dict], stage: str, ledger: Ledger, budget: Budget,
+                    temperature: float) -> tuple[dict | None, str | None]:
+    """(the review, None) once a reply fits the form; (None, the last problem) when no attempt does."""
+    conversation = list(messages)
+    for _ in range(1 + RETRIES):
+        # A copy, so that what was sent stays as it was sent while the conversation grows.
+        reply = complete(model, list(conversation), stage=stage, ledger=ledger, budget=budget,
+                         temperature=temperature)
+        review, problem = _read_review(reply)
+        if problem is None:
+            return review, None
+        conversation += [{"role": "assistant", "content": reply},
+                         {"role": "user", "content": render("review_invalid", error=problem)}]
+    return None, problem
+
+
+def _read_review(reply: str) -> tuple[dict | None, str | None]:
+    try:
+        review = extract_json(reply)
+    except ValueError as err:
+        return None, str(err)
+    problem = form_error(review)
+    return (None, problem) if problem else (review, None)
+
+
+def write_review(idea_dir: Path, review: dict) -> Path:
+    """Save what review_paper returned as <idea_dir>/review.json; a crash mid-write leaves the old file whole."""
+    path = Path(idea_dir) / REVIEW_FILE
+    atomic_write_text(path, json.dumps(review, indent=2) + "\n")
+    return path

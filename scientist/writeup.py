@@ -1,0 +1,129 @@
+"""The write-up stage: the coder fills the paper section by section; code writes every number in it.
+
+The idea folder gets latex/ from the template. Code writes the results table (from the runs' final_info.json),
+the figure includes (from the plots) and references.bib (only from literature-search records: with no search
+there are no references). The coder (aider) then fills one section file at a time and refines each once. After
+every edit the paper is compiled: LaTeX errors go back to the coder, and a section that still does not compile is
+reverted to its last compiling version, so a PDF is always produced. chktex and the paper checks (cite keys,
+figures, labels, duplicates) are fed back once; the claim checker's contradictions too, and any that remain are
+flagged in the idea's state.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .claims import check_idea
+from .coder import Coder
+from .folder import IdeaFolder
+from .latex import (SECTIONS, LatexProblem, check_paper, chktex, compile_pdf, copy_template, write_bibliography,
+                    write_figures, write_results_table)
+from .llm import Budget, Ledger
+from .prompts import PROMPTS_DIR, render
+
+log = logging.getLogger(__name__)
+LATEX_TEMPLATE = "latex"
+FIX_ATTEMPTS = 2
+FIGURE_LABELS = ("fig:metrics_comparison", "fig:feature_density", "fig:activation_frequency_rank",
+                 "fig:training_curves")
+
+
+class WriteupError(Exception):
+    """The paper template itself does not compile: nothing the coder writes can fix that."""
+
+
+@dataclass
+class WriteupResult:
+    pdf: Path
+    reverted_sections: list[str] = field(default_factory=list)
+    contradictions: list[str] = field(default_factory=list)
+
+
+class PaperWriter:
+    def __init__(self, folder: IdeaFolder, idea: dict, template: Path, model: str, ledger: Ledger, budget: Budget,
+                 papers: list[dict]):
+        self.folder, self.idea, self.model, self.ledger, self.budget = folder, idea, model, ledger, budget
+        self.latex_dir = copy_template(template / LATEX_TEMPLATE, folder.path)
+        write_results_table(folder.path, self.latex_dir)
+        self.figures = write_figures(folder.path, self.latex_dir)
+        self.cite_keys = write_bibliography(papers, self.latex_dir)
+        self.tips = json.loads((PROMPTS_DIR / "writeup_tips.json").read_text())
+        self.reverted: list[str] = []
+
+    def write(self) -> WriteupResult:
+        first = compile_pdf(self.latex_dir)
+        if not first.ok:
+            raise WriteupError(f"{self.latex_dir}: the paper template does not compile:\n"
+                               + "\n".join(map(str, first.problems)))
+        self.folder.commit("Paper template with the generated table, figures and references")
+        for section in SECTIONS:
+            self.edit(section, self.section_prompt(section), f"Paper: {section} written")
+        for section in SECTIONS:
+            self.edit(section, render("writeup_refine", section_name=section.replace("_", " "),
+                                      section_file=self.section_file(section)), f"Paper: {section} refined")
+        self.feed_back_checks()
+        contradictions = self.feed_back_contradictions()
+        final = compile_pdf(self.latex_dir)
+        self.folder.commit("Paper compiled")
+        return WriteupResult(final.pdf, self.reverted, contradictions)
+
+    def section_file(self, section: str) -> str:
+        return f"latex/sections/{section}.tex"
+
+    def section_prompt(self, section: str) -> str:
+        labels = ", ".join(label for label in FIGURE_LABELS if f"\\label{{{label}}}" in self.figures.read_text())
+        return render("writeup_section", title=self.idea["Title"], experiment=self.idea["Experiment"],
+                      notes=(self.folder.path / "notes.txt").read_text(), section_name=section.replace("_", " "),
+                      section_file=self.section_file(section), tips=self.tips[section],
+                      figure_labels=labels or "none", cite_keys=", ".join(self.cite_keys) or "none")
+
+    def edit(self, section: str, prompt: str, message: str):
+        """One coder turn on one section file, then compile; fix from the log, or revert the section."""
+        coder = Coder(self.folder.path, [self.section_file(section)], self.model, self.ledger, self.budget)
+        coder.ask(prompt, stage=f"writeup_{section}")
+        result = compile_pdf(self.latex_dir)
+        for _ in range(FIX_ATTEMPTS):
+            if result.ok:
+                break
+            coder.ask(render("writeup_latex_error", section_file=self.section_file(section),
+                             problems=_listing(result.problems), log_tail=result.log_tail), stage=f"writeup_{section}")
+            result = compile_pdf(self.latex_dir)
+        if not result.ok:
+            self.folder.repo.git.checkout("HEAD", "--", self.section_file(section))
+            self.reverted.append(section)
+            self.folder.log(f"writeup: {section} did not compile after {FIX_ATTEMPTS} fixes; reverted to its last "
+                            "compiling version")
+            return
+        self.folder.commit(message)
+
+    def feed_back_checks(self):
+        """chktex warnings and paper-check problems go back to the coder once, section by section."""
+        problems = chktex(self.latex_dir) + check_paper(self.latex_dir)
+        for section in SECTIONS:
+            mine = [p for p in problems if Path(p.file).name == f"{section}.tex"]
+            if mine:
+                self.edit(section, render("writeup_lint", section_file=self.section_file(section),
+                                          problems=_listing(mine), cite_keys=", ".join(self.cite_keys) or "none"),
+                          f"Paper: {section} checks fixed")
+
+    def feed_back_contradictions(self) -> list[str]:
+        """Claims in the paper that the result files contradict go back to the coder once; returns what remains."""
+        for section in SECTIONS:
+            found = self.paper_contradictions(section)
+            if found:
+                self.edit(section, render("writeup_lint", section_file=self.section_file(section),
+                                          problems="\n".join(found), cite_keys=", ".join(self.cite_keys) or "none"),
+                          f"Paper: {section} contradictions fixed")
+        remaining = [c for section in SECTIONS for c in self.paper_contradictions(section)]
+        for contradiction in remaining:
+            self.folder.log(f"writeup: the paper contradicts the results: {contradiction}")
+        return remaining
+
+    def paper_contradictions(self, section: str) -> list[str]:
+        _, contradictions = check_idea(self.folder.path)
+        return [str(c) for c in contradictions if Path(c.claim.path).name == f"{section}.tex"]
+
+
+def _listing(problems: list[LatexProblem]) -> str:
+    return "\n".join(f"- {p}" for p in problems) or "- (no message; see the log)"
