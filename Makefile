@@ -1,6 +1,7 @@
 # Entry points. Each target creates the environments it needs if they are missing.
 #   make demo       the research loop on the offline default: a scripted coder takes one TopK idea through
-#                   real edits and real runs of Gemma 3 270M activations on the CPU
+#                   real edits and real runs of Gemma 3 270M activations on the CPU, then writes, compiles and
+#                   reviews the paper (paper.pdf, review.json) and lists it in results/sae_variants/index.html
 #   make test       the test suite, offline, on the CPU
 #   make setup      only create the environments and install the Debian packages (does nothing when they are
 #                   in place)
@@ -44,7 +45,7 @@ baseline: setup
 	$(ORCH_PY) -m scientist.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py
 
 demo: setup
-	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2
+	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2 --writeup latex
 
 test: setup
 	$(TEMPLATE_PY) -m pytest tests/template -q

@@ -42,8 +42,10 @@ class WriteupResult:
 
 class PaperWriter:
     def __init__(self, folder: IdeaFolder, idea: dict, template: Path, model: str, ledger: Ledger, budget: Budget,
-                 papers: list[dict]):
+                 papers: list[dict], sections: tuple[str, ...] = SECTIONS):
+        """`sections`: the ones the coder writes, in order (all by default); the others keep their text."""
         self.folder, self.idea, self.model, self.ledger, self.budget = folder, idea, model, ledger, budget
+        self.sections = sections
         self.latex_dir = copy_template(template / LATEX_TEMPLATE, folder.path)
         write_results_table(folder.path, self.latex_dir)
         self.figures = write_figures(folder.path, self.latex_dir)
@@ -57,9 +59,9 @@ class PaperWriter:
             raise WriteupError(f"{self.latex_dir}: the paper template does not compile:\n"
                                + "\n".join(map(str, first.problems)))
         self.folder.commit("Paper template with the generated table, figures and references")
-        for section in SECTIONS:
+        for section in self.sections:
             self.edit(section, self.section_prompt(section), f"Paper: {section} written")
-        for section in SECTIONS:
+        for section in self.sections:
             self.edit(section, render("writeup_refine", section_name=section.replace("_", " "),
                                       section_file=self.section_file(section)), f"Paper: {section} refined")
         self.feed_back_checks()

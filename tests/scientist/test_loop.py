@@ -62,7 +62,7 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
     assert float(row.group(2)) == pytest.approx(info["core"]["means"]["ce_loss_score"], rel=1e-5)
     assert "Interpretation of run 1 (written by the LLM coder):\nthe table marks each change.\n" \
         "(Corrected after the claim check.)" in notes
-    assert "explained variance of 1.5" not in notes, "the claim checker's contradiction went back to the coder and was corrected"
+    assert "explained variance of 1.5" not in notes, "the contradiction went back to the coder and was corrected"
     assert "claim checker" in prompts[3] and "core.explained_variance" in prompts[3]
     assert "## Figures" in notes
     assert (folder / "metrics_comparison.png").stat().st_size > 10_000
