@@ -15,9 +15,11 @@ TEMPLATE := templates/sae_variants
 TEMPLATE_VENV := $(TEMPLATE)/.venv
 TEMPLATE_PY := $(TEMPLATE_VENV)/bin/python
 TEMPLATE_STAMP := $(TEMPLATE_VENV)/.installed
-# Debian packages: LaTeX for the paper, chktex for its lint, pdftotext for the reviewers, chromium to test the report.
-DEBIAN_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended chktex poppler-utils chromium
-DEBIAN_COMMANDS := pdflatex bibtex chktex pdftotext chromium
+# Debian packages: LaTeX for the paper, chktex for its lint, pdftotext for the reviewers, chromium to test the report,
+# bubblewrap to sandbox the runs.
+DEBIAN_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended chktex poppler-utils chromium \
+	bubblewrap
+DEBIAN_COMMANDS := pdflatex bibtex chktex pdftotext chromium bwrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test setup debian baseline clean-baseline

@@ -107,10 +107,10 @@ class ExperimentLoop:
                 self.folder.log(f"run {run_number}: {fails_in_row} failed tries in a row; ending the idea")
                 self.update(status="out_of_tries")
                 break
-            self.update(stage="coding", run=run_number, tries=fails_in_row + 1)
+            last_run_done = run_number > self.settings.max_runs
+            self.update(stage="interpreting" if last_run_done else "coding", run=run_number, tries=fails_in_row + 1)
             digest_before = code_digest(self.experiment_py)
             reply = self.coder.ask(prompt, stage=f"run_{run_number}")
-            last_run_done = run_number > self.settings.max_runs
             if last_run_done:
                 self.keep_last_run_code(digest_before)
             if run_number > 1 and fails_in_row == 0:

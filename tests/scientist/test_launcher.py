@@ -129,3 +129,13 @@ def test_skip_idea_generation_runs_the_seed_ideas_as_written(templates_dir, tmp_
     assert sorted(f.name.split("_", 2)[2] for f in folders) == sorted(s["Name"] for s in seeds)
     for seed, prompt in zip(seeds, handler.prompts):
         assert seed["Title"] in prompt[-1]["content"] and seed["Experiment"] in prompt[-1]["content"]
+
+
+def test_writeup_without_latex_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["--model", "scripted/demo", "--skip-idea-generation", "--writeup", "latex",
+                 "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--writeup latex needs pdflatex, bibtex, chktex, pdftotext" in err and "make setup" in err
+    assert not (tmp_path / "results").exists()
