@@ -548,12 +548,18 @@ def _bibliography(latex_dir: Path, timeout_s: float) -> CompileResult | None:
     return None
 
 
-def compile_pdf(latex_dir: Path, timeout_s: float = 120) -> CompileResult:
+def compile_pdf(latex_dir: Path, timeout_s: float = 120, check_only: bool = False) -> CompileResult:
     """pdflatex, bibtex when anything is cited, pdflatex twice; every tool under timeout_s. On success the PDF is
-    copied to the idea folder (latex_dir/../paper.pdf)."""
+    copied to the idea folder (latex_dir/../paper.pdf).
+
+    check_only: one pdflatex pass, which finds every LaTeX error (what an edit needs to know), and no PDF copied;
+    references are not resolved yet then, so no warnings are returned."""
     latex_dir = Path(latex_dir)
     for suffix in BUILD_SUFFIXES:
         _build_file(latex_dir, suffix).unlink(missing_ok=True)
+    if check_only:
+        failure = _pdflatex(latex_dir, timeout_s)
+        return failure or CompileResult(True, None, [], "")
     failure = (_pdflatex(latex_dir, timeout_s) or _bibliography(latex_dir, timeout_s)
                or _pdflatex(latex_dir, timeout_s) or _pdflatex(latex_dir, timeout_s))
     if failure:

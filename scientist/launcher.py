@@ -219,11 +219,16 @@ def paper_stage(folder, loop, idea: dict, template: Path, model: str, ledger: Le
                 num_reviews: int):
     """The paper (paper.pdf), then its reviews (review.json); what the paper still gets wrong is kept in state."""
     from .review import review_paper, write_review
-    from .writeup import PaperWriter
+    from .writeup import PaperWriter, WriteupError
 
     loop.update(stage="writing paper")
     papers = idea.get("provenance", {}).get("novelty", {}).get("papers", [])
-    paper = PaperWriter(folder, idea, template, model, ledger, budget, papers).write()
+    try:
+        paper = PaperWriter(folder, idea, template, model, ledger, budget, papers).write()
+    except WriteupError as err:
+        folder.log(f"writeup failed: {err}")
+        loop.update(paper={"error": str(err)})
+        return
     loop.update(paper={"pdf": paper.pdf.name, "reverted_sections": paper.reverted_sections,
                        "contradictions": paper.contradictions})
     loop.update(stage="reviewing paper")

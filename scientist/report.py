@@ -118,6 +118,8 @@ def _paper_flags(state: dict) -> str:
              for c in paper.get("contradictions", [])]
     lines += [f'<li class="reverted">section {escape(s)} was reverted: it never compiled</li>'
               for s in paper.get("reverted_sections", [])]
+    if paper.get("error"):
+        lines.append(f'<li class="paper-error">no paper: {escape(paper["error"])}</li>')
     return f'<ul class="paper-flags">{"".join(lines)}</ul>' if lines else ""
 
 

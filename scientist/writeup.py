@@ -30,7 +30,7 @@ FIGURE_LABELS = ("fig:metrics_comparison", "fig:feature_density", "fig:activatio
 
 
 class WriteupError(Exception):
-    """The paper template itself does not compile: nothing the coder writes can fix that."""
+    """No PDF could be built: the template itself, or the final build with bibtex, fails."""
 
 
 @dataclass
@@ -67,6 +67,9 @@ class PaperWriter:
         self.feed_back_checks()
         contradictions = self.feed_back_contradictions()
         final = compile_pdf(self.latex_dir)
+        if not final.ok:
+            raise WriteupError(f"{self.latex_dir}: the full build (with bibtex) failed:\n"
+                               + "\n".join(map(str, final.problems)))
         self.folder.commit("Paper compiled")
         return WriteupResult(final.pdf, self.reverted, contradictions)
 
@@ -84,13 +87,13 @@ class PaperWriter:
         """One coder turn on one section file, then compile; fix from the log, or revert the section."""
         coder = Coder(self.folder.path, [self.section_file(section)], self.model, self.ledger, self.budget)
         coder.ask(prompt, stage=f"writeup_{section}")
-        result = compile_pdf(self.latex_dir)
+        result = compile_pdf(self.latex_dir, check_only=True)
         for _ in range(FIX_ATTEMPTS):
             if result.ok:
                 break
             coder.ask(render("writeup_latex_error", section_file=self.section_file(section),
                              problems=_listing(result.problems), log_tail=result.log_tail), stage=f"writeup_{section}")
-            result = compile_pdf(self.latex_dir)
+            result = compile_pdf(self.latex_dir, check_only=True)
         if not result.ok:
             self.folder.repo.git.checkout("HEAD", "--", self.section_file(section))
             self.reverted.append(section)

@@ -268,3 +268,6 @@ def test_a_paper_that_contradicts_its_data_is_flagged(tmp_path):
     html = write_report(tmp_path / "sae_variants").read_text()
     assert 'class="contradiction">the paper contradicts its data: results.tex:4: &quot;MSE improved&quot;' in html
     assert "section method was reverted" in html
+    state = json.loads((folder / "state.json").read_text())
+    (folder / "state.json").write_text(json.dumps({**state, "paper": {"error": "bibtex failed"}}))
+    assert 'class="paper-error">no paper: bibtex failed' in write_report(tmp_path / "sae_variants").read_text()
