@@ -92,7 +92,7 @@ class SandboxReport:
     """The command's exit code; 128 + N when signal N killed it; 124 when it ran out of time."""
     timed_out: bool
     limits_hit: tuple[str, ...]
-    """Which limits stopped it: "timeout", "memory", "processes", "file_size", "cpu_time"."""
+    """The limits it ran into: "timeout", "memory", "processes", "file_size", "cpu_time"."""
     isolation: str
     """Either "bubblewrap", or "limits-only" where the run had no file-system, network or pid isolation."""
     warning: str | None
@@ -129,8 +129,8 @@ def _bubblewrap_command(cmd: list[str], policy: SandboxPolicy) -> list[str]:
     binds = [arg for path in (policy.workdir, *policy.writable) for arg in ("--bind", str(path), str(path))]
     # --dev gives a minimal /dev; CUDA needs the NVIDIA devices too.
     gpus = [arg for device in sorted(glob.glob("/dev/nvidia*")) for arg in ("--dev-bind", device, device)]
-    return ["bwrap", "--bind", "/", "/", "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,
-            "--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(policy.workdir),
+    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,
+            "--unshare-pid", "--unshare-net", "--die-with-parent", "--new-session", "--chdir", str(policy.workdir),
             "--", *cmd]
 
 
@@ -381,11 +381,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Run CMD in DIR in the run sandbox. Prints a JSON report on stdout (CMD's output goes to "
                     "stderr) and exits with CMD's exit code (124 on timeout). A limit of 0 means none.")
     parser.add_argument("--dir", type=Path, required=True, help="the folder CMD runs in and may write")
-    parser.add_argument("--timeout", type=_positive_number, required=True, help="seconds before CMD is killed")
-    parser.add_argument("--memory-mb", type=_limit, default=DEFAULT_MEMORY_BYTES // MB)
-    parser.add_argument("--cpu-seconds", type=_limit, default=0, help="CPU seconds per process")
-    parser.add_argument("--max-processes", type=_limit, default=DEFAULT_MAX_PROCESSES)
-    parser.add_argument("--max-file-mb", type=_limit, default=DEFAULT_MAX_FILE_BYTES // MB)
+    parser.add_argument("--timeout", type=_positive_number, required=True, metavar="S",
+                        help="seconds before CMD is killed")
+    parser.add_argument("--memory-mb", type=_limit, default=DEFAULT_MEMORY_BYTES // MB, metavar="N",
+                        help="memory of all its processes together (default %(default)s)")
+    parser.add_argument("--cpu-seconds", type=_limit, default=0, metavar="N", help="CPU seconds of each process")
+    parser.add_argument("--max-processes", type=_limit, default=DEFAULT_MAX_PROCESSES, metavar="N",
+                        help="processes and threads together (default %(default)s)")
+    parser.add_argument("--max-file-mb", type=_limit, default=DEFAULT_MAX_FILE_BYTES // MB, metavar="N",
+                        help="largest file it may write (default %(default)s)")
     parser.add_argument("--writable", type=Path, nargs="+", action="extend", default=[], metavar="PATH",
                         help="more paths CMD may write")
     return parser
@@ -394,17 +398,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    if "--" not in argv or argv.index("--") == len(argv) - 1:
-        parser.error("give the command after --")
-    split = argv.index("--")
+    split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
+    cmd = argv[split + 1:]
+    if not cmd:
+        parser.error("give the command after --")
     try:
         policy = SandboxPolicy(args.dir, tuple(args.writable), args.memory_mb * MB or None, args.cpu_seconds or None,
                                args.max_processes or None, args.max_file_mb * MB or None)
     except ValueError as error:
         parser.error(str(error))
     sys.stderr.flush()
-    report = run_sandboxed(argv[split + 1:], policy, args.timeout, sys.stderr, sys.stderr, os.environ)
+    report = run_sandboxed(cmd, policy, args.timeout, sys.stderr, sys.stderr, os.environ)
     sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
     return report.exit_code
 
