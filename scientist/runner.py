@@ -1,23 +1,24 @@
-"""Running code an LLM wrote: the flake8 fatal-error gate, and experiment.py / plot.py as subprocesses with the
-template environment's python, under a timeout. The experiment process never sees an API key."""
+"""Running code an LLM wrote: the flake8 fatal-error gate, and experiment.py / plot.py with the template
+environment's python, in the sandbox, under a timeout. The experiment process never sees an API key."""
 
+import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .progress import last_progress_line
+from .sandbox import SandboxPolicy, clean_environment, run_sandboxed
+
+log = logging.getLogger(__name__)
 
 FATAL_LINT_CODES = "E9,F821,F823,F831,F406,F407,F701,F702,F704,F706"
 STDERR_TAIL_CHARS = 1500
 HEARTBEAT_S = 30.0
 USER_HOME_VARIABLE = "SCIENTIST_USER_HOME"
-SECRET_NAME = re.compile(r"(API_KEY|_KEY|_TOKEN|SECRET|PASSWORD)$|^(AWS|AZURE|GOOGLE_APPLICATION)_", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -42,50 +43,47 @@ def lint(path: Path) -> str:
 
 
 def scrubbed_environment(environ: Mapping[str, str] | None = None) -> dict:
-    """The caller's environment (or `environ`) without API keys and tokens: experiments need none. SAE_* settings
-    pass through (SAE_TRAINING_TOKENS is a size, not a secret)."""
-    environ = os.environ if environ is None else environ
-    env = {k: v for k, v in environ.items() if k.startswith("SAE_") or not SECRET_NAME.search(k)}
+    """The caller's environment (or `environ`) as a run gets it: without secrets or provider variables
+    (sandbox.clean_environment), with the user's HOME, and with matplotlib's cache in the run's private /tmp."""
+    env = clean_environment(os.environ if environ is None else environ)
     # aider runs with a HOME of its own; the experiment gets the user's, where its model and activation caches are.
     if env.get(USER_HOME_VARIABLE):
         env["HOME"] = env.pop(USER_HOME_VARIABLE)
+    env.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")
     return env
+
+
+def writable_caches(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The folders a run may write besides its own: the template's model and activation cache (see
+    sae_harness/workspace.py), created here so that the sandbox can bind it."""
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
+    cache = Path(env.get("SAE_CACHE_DIR") or Path(base) / "sae_variants")
+    cache.mkdir(parents=True, exist_ok=True)
+    return (cache,)
 
 
 def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_name: str,
                on_heartbeat: Callable[[str], None] | None = None,
                environ: Mapping[str, str] | None = None) -> ProcessResult:
-    """Run `python args...` in cwd (with `environ`, by default this process's, scrubbed of secrets), its output in
-    cwd/logs/<log_name>.stdout|stderr. Every HEARTBEAT_S seconds on_heartbeat gets the latest progress line the
-    process wrote to stderr."""
+    """Run `python args...` in cwd, in the sandbox (scientist/sandbox.py: only cwd and the caches writable, no
+    network, no secrets, resource limits), its output in cwd/logs/<log_name>.stdout|stderr. Every HEARTBEAT_S
+    seconds on_heartbeat gets the latest progress line the process wrote to stderr. A limit the run hit is added to
+    the end of its stderr tail, so that the coder reads it."""
     logs = cwd / "logs"
     logs.mkdir(exist_ok=True)
     stderr_path = logs / f"{log_name}.stderr"
-    started = time.perf_counter()
+    env = scrubbed_environment(environ)
+    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(env))
+    poll = (lambda: on_heartbeat(last_progress_line(_tail(stderr_path)))) if on_heartbeat else None
     with open(logs / f"{log_name}.stdout", "w") as out, open(stderr_path, "w") as err:
-        process = subprocess.Popen([str(python), *args], cwd=cwd, stdout=out, stderr=err,
-                                   env=scrubbed_environment(environ))
-        try:
-            returncode, timed_out = _wait(process, started, timeout_s, stderr_path, on_heartbeat)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        report = run_sandboxed([str(python), *args], policy, timeout_s, out, err, env, poll_s=HEARTBEAT_S,
+                               on_poll=poll)
+    if report.warning:
+        log.warning("sandbox (%s): %s", log_name, report.warning)
     stderr = stderr_path.read_text(errors="replace")
-    return ProcessResult(returncode, stderr[-STDERR_TAIL_CHARS:], timed_out, time.perf_counter() - started)
-
-
-def _wait(process: subprocess.Popen, started: float, timeout_s: float, stderr_path: Path,
-          on_heartbeat: Callable[[str], None] | None) -> tuple[int, bool]:
-    while True:
-        left = timeout_s - (time.perf_counter() - started)
-        if left <= 0:
-            return -9, True
-        try:
-            return process.wait(timeout=min(HEARTBEAT_S, left)), False
-        except subprocess.TimeoutExpired:
-            if on_heartbeat and time.perf_counter() - started < timeout_s:
-                on_heartbeat(last_progress_line(_tail(stderr_path)))
+    if report.limits_hit:
+        stderr += f"\nThe sandbox stopped the run: limit hit: {', '.join(report.limits_hit)}\n"
+    return ProcessResult(report.exit_code, stderr[-STDERR_TAIL_CHARS:], report.timed_out, report.seconds)
 
 
 def _tail(path: Path, size: int = 4096) -> str:
