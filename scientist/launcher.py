@@ -2,6 +2,7 @@
 the experiment loop and the plot stage."""
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_FLAG = "demo"
 SEED_IDEAS = "seed_ideas.json"
 LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
+# The offline preset's cache holds ~1 GB of activations and a 1 GB model copy.
+MIN_CACHE_FREE_GB = 3
 # Beyond the LaTeX tools that scientist.latex checks: the reviewers read the PDF as text.
 WRITEUP_TOOLS = ("pdftotext",)
 
@@ -107,6 +110,64 @@ def check_ideas(paths: list[Path]) -> int:
     return 0
 
 
+def preflight(args: argparse.Namespace, template: Path) -> tuple[str, list[dict], bool]:
+    """Everything that can fail before any spend, checked together so that every problem is reported at once.
+
+    Returns (model, the ideas to run or the seeds to generate from, whether to generate)."""
+    from .generation import template_prompt
+
+    problems: list[str] = []
+
+    def check(step, *step_args):
+        try:
+            return step(*step_args)
+        except (LaunchError, MissingApiKey, IdeaError, GenerationError) as err:
+            problems.append(str(err))
+            return None
+
+    template_found = (template / "experiment.py").exists()
+    if not template_found:
+        problems.append(f"{template}: no experiment.py; --experiment names a folder under {args.templates_dir}")
+    if args.model != DEMO_FLAG:
+        check(require_api_key, args.model)
+    ideas, generate = [], False
+    if template_found and args.model != DEMO_FLAG:
+        if args.ideas or args.skip_idea_generation:
+            ideas = check(load_idea_files, args.ideas or [template / SEED_IDEAS]) or []
+        else:
+            check(template_prompt, template)
+            # The seeds are not run: generation is told about them, so that it does not repeat them.
+            ideas, generate = check(load_idea_files, [template / SEED_IDEAS]) or [], True
+    if template_found:
+        check(template_python, template)
+        if args.writeup:
+            check(check_writeup_tools, template)
+    check(check_results_dir, args.results_dir)
+    check(check_cache_disk)
+    if problems:
+        listing = "\n".join(f"- {problem}" for problem in problems)
+        raise LaunchError(f"{len(problems)} problem(s) found before any work; nothing was run or spent:\n{listing}")
+    return args.model, ideas, generate
+
+
+def check_results_dir(results_dir: Path):
+    """The results folder, or the folder it will be made in, can be written (nothing is created yet)."""
+    existing = next(path for path in [results_dir, *results_dir.resolve().parents] if path.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise LaunchError(f"{results_dir}: the results folder cannot be written ({existing} is not a writable "
+                          "folder); give --results-dir a folder you can write")
+
+
+def check_cache_disk():
+    from .runner import scrubbed_environment, writable_caches
+
+    cache = writable_caches(scrubbed_environment())[0]
+    free_gb = shutil.disk_usage(cache).free / 2**30
+    if free_gb < MIN_CACHE_FREE_GB:
+        raise LaunchError(f"{cache}: {free_gb:.1f} GB free, and the activation cache needs at least "
+                          f"{MIN_CACHE_FREE_GB} GB; free some space or point SAE_CACHE_DIR at a larger disk")
+
+
 def check_writeup_tools(template: Path):
     from .latex import tools_missing
     from .writeup import LATEX_TEMPLATE
@@ -140,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
 def launch(args: argparse.Namespace) -> int:
     from .coder import Coder, prepare_aider_home
     from .folder import IdeaFolder
-    from .generation import template_prompt
     from .loop import ExperimentLoop, LoopSettings, plot_stage
     from .progress import ProgressView
     from .report import write_report
@@ -152,9 +212,7 @@ def launch(args: argparse.Namespace) -> int:
     if args.check_ideas:
         return check_ideas(args.check_ideas)
     template = args.templates_dir / args.experiment
-    if not (template / "experiment.py").exists():
-        raise LaunchError(f"{template}: no experiment.py; --experiment names a folder under {args.templates_dir}")
-    model, generate = args.model, False
+    model, ideas, generate = preflight(args, template)
     if model == DEMO_FLAG:
         script = load_demo_script()
         ideas = [script["idea"]]
@@ -162,16 +220,6 @@ def launch(args: argparse.Namespace) -> int:
         model = DEMO_MODEL
         print("DEMO: the coder's replies are scripted (demo/script.json); no LLM is called and no money is spent.",
               flush=True)
-    else:
-        require_api_key(model)
-        if args.ideas or args.skip_idea_generation:
-            ideas = load_idea_files(args.ideas or [template / SEED_IDEAS])
-        else:
-            template_prompt(template)
-            # The seeds are not run: generation is told about them, so that it does not repeat them.
-            ideas, generate = load_idea_files([template / SEED_IDEAS]), True
-    if args.writeup:
-        check_writeup_tools(template)
     if args.preset:
         os.environ["SAE_PRESET"] = args.preset
     python = template_python(template)
@@ -187,6 +235,7 @@ def launch(args: argparse.Namespace) -> int:
                   f"{args.results_dir / args.experiment}", file=sys.stderr)
             return 3
     settings = LoopSettings(max_runs=args.max_runs, max_iters=args.max_iters, run_timeout_s=args.run_timeout)
+    failed: list[str] = []
     for idea in ideas:
         folder = IdeaFolder.create(args.results_dir, args.experiment, idea["Name"], template)
         ledger = Ledger(folder.path / "cost_ledger.json")
@@ -208,11 +257,30 @@ def launch(args: argparse.Namespace) -> int:
             print(f"launch_scientist.py: {err}; stopped cleanly, results so far are in {folder.path}",
                   file=sys.stderr)
             return 3
+        except Exception as err:  # one idea's failure must not take the ideas after it down too
+            log.exception("Idea %s failed", idea["Name"])
+            record_failure(folder, err)
+            failed.append(f"{idea['Name']} ({type(err).__name__}: {err})")
+            continue
         finally:
             report = write_report(args.results_dir / args.experiment)
         log.info("Idea %s finished: %s (spent $%.4f); report: %s", idea["Name"], folder.path, ledger.total_usd,
                  report)
+    if failed:
+        print("launch_scientist.py: these ideas failed (their folders say why): " + "; ".join(failed),
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def record_failure(folder, err: Exception):
+    """The idea's state says it failed and why; what it had done stays committed."""
+    state_path = folder.path / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state.update(status="failed", error=f"{type(err).__name__}: {err}")
+    folder.save_state(state)
+    folder.log(f"idea failed: {type(err).__name__}: {err}")
+    folder.commit(f"Idea failed: {type(err).__name__}")
 
 
 def paper_stage(folder, loop, idea: dict, template: Path, model: str, ledger: Ledger, budget: Budget,

@@ -1,6 +1,7 @@
 """Running code an LLM wrote: the flake8 fatal-error gate, and experiment.py / plot.py with the template
 environment's python, in the sandbox, under a timeout. The experiment process never sees an API key."""
 
+import json
 import logging
 import os
 import shutil
@@ -10,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
+
 from .progress import last_progress_line
 from .sandbox import SandboxPolicy, clean_environment, run_sandboxed
 
@@ -17,6 +20,7 @@ log = logging.getLogger(__name__)
 
 FATAL_LINT_CODES = "E9,F821,F823,F831,F406,F407,F701,F702,F704,F706"
 STDERR_TAIL_CHARS = 1500
+FINAL_INFO_SCHEMA = "final_info.schema.json"
 HEARTBEAT_S = 30.0
 USER_HOME_VARIABLE = "SCIENTIST_USER_HOME"
 
@@ -98,11 +102,34 @@ def run_experiment(python: Path, folder: Path, run_number: int, timeout_s: float
     result = run_python(python, ["experiment.py", f"--out_dir=run_{run_number}"], folder, timeout_s,
                         f"run_{run_number}", on_heartbeat)
     run_dir = folder / f"run_{run_number}"
-    if not result.ok or not (run_dir / "final_info.json").exists():
+    problem = final_info_problem(run_dir / "final_info.json", folder / FINAL_INFO_SCHEMA) if result.ok else None
+    if not result.ok or problem:
         shutil.rmtree(run_dir, ignore_errors=True)
-        if result.ok:
-            return ProcessResult(1, "experiment.py exited 0 but wrote no final_info.json", False, result.seconds)
+        if problem:
+            return ProcessResult(1, f"experiment.py exited 0, but {problem}", False, result.seconds)
     return result
+
+
+def final_info_problem(path: Path, schema_path: Path) -> str | None:
+    """Why a run's final_info.json cannot be read as results (None when it can): missing, not JSON, NaN or
+    infinity, or breaking the template's schema (a group without status or means, a number that is not one)."""
+    if not path.exists():
+        return "it wrote no final_info.json"
+    try:
+        info = json.loads(path.read_text(), parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as err:
+        return f"its final_info.json is not valid JSON ({err})"
+    if schema_path.exists():
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(
+            json.loads(schema_path.read_text())).iter_errors(info))
+        if error:
+            where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+            return f"its final_info.json breaks {schema_path.name} at {where}: {error.message[:300]}"
+    return None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a result may hold")
 
 
 def run_plot(python: Path, folder: Path, timeout_s: float, attempt: int) -> ProcessResult:

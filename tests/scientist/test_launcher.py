@@ -139,3 +139,21 @@ def test_writeup_without_latex_fails_before_any_work(tmp_path, monkeypatch, caps
     assert code == 2
     assert "--writeup latex needs pdflatex, bibtex, chktex, pdftotext" in err and "make setup" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_every_problem_found_before_any_work_is_reported_at_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    ideas = tmp_path / "ideas.json"
+    ideas.write_text("{not json")
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    code = main(["--model", "anthropic/claude-sonnet-4-5", "--ideas", str(ideas), "--writeup", "latex",
+                 "--results-dir", str(blocked / "results")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "4 problem(s) found before any work" in err
+    assert "ANTHROPIC_API_KEY" in err
+    assert f"{ideas}: line 1, column 2: not valid JSON" in err
+    assert "--writeup latex needs pdflatex" in err
+    assert f"{blocked / 'results'}: the results folder cannot be written" in err

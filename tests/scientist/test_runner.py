@@ -1,7 +1,10 @@
 """The run sandbox's environment, the lint gate, timeouts and the progress heartbeat."""
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 from scientist import runner
 from scientist.progress import last_progress_line
@@ -73,3 +76,23 @@ def test_the_progress_line_drops_the_bar():
     log = "Loading\nTraining CustomSAE:  45%|████▌     | 263/585 [01:10<01:30,  3.3step/s]\r\n"
     assert last_progress_line(log) == "Training CustomSAE: 45% 263/585 [01:10<01:30, 3.3step/s]"
     assert last_progress_line("") == ""
+
+
+@pytest.mark.parametrize("mangle, problem", [
+    (lambda text: text[: len(text) // 2], "is not valid JSON"),
+    (lambda text: text.replace('"explained_variance": ', '"explained_variance": NaN, "was": ', 1),
+     "NaN is not a number a result may hold"),
+    (lambda text: json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "means"} if k == "core" else v
+                              for k, v in json.loads(text).items()}), "breaks final_info.schema.json at core"),
+    (lambda text: text.replace('"training_steps": ', '"training_steps": "many", "x": ', 1),
+     "breaks final_info.schema.json at training/means/training_steps"),
+])
+def test_a_final_info_that_cannot_be_read_as_results_is_refused(templates_dir, tmp_path, mangle, problem):
+    template = templates_dir / "sae_variants"
+    good = (template / "run_0" / "final_info.json").read_text()
+    schema = template / runner.FINAL_INFO_SCHEMA
+    assert runner.final_info_problem(template / "run_0" / "final_info.json", schema) is None
+    bad = tmp_path / "final_info.json"
+    bad.write_text(mangle(good))
+    assert problem in runner.final_info_problem(bad, schema)
+    assert runner.final_info_problem(tmp_path / "absent.json", schema) == "it wrote no final_info.json"
