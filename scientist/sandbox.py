@@ -71,15 +71,20 @@ class SandboxPolicy:
     """Processes and threads of the run together (pids cgroup), or of the user (RLIMIT_NPROC fallback)."""
     max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES
     """Largest file the command may write (RLIMIT_FSIZE)."""
+    readable: tuple[Path, ...] = ()
+    """Paths under /tmp the command must still read (its interpreter's environment): the private /tmp hides the
+    host's, and the rest of the file system is read-only anyway."""
 
     def __post_init__(self):
         object.__setattr__(self, "workdir", Path(self.workdir).resolve())
         object.__setattr__(self, "writable", tuple(Path(path).resolve() for path in self.writable))
+        object.__setattr__(self, "readable", tuple(Path(path).absolute() for path in self.readable))
         if not self.workdir.is_dir():
             raise ValueError(f"workdir {self.workdir} is not a directory")
-        for path in self.writable:
-            if not path.exists():
-                raise ValueError(f"writable path {path} does not exist")
+        for kind, paths in (("writable", self.writable), ("readable", self.readable)):
+            for path in paths:
+                if not path.exists():
+                    raise ValueError(f"{kind} path {path} does not exist")
         for name in ("memory_bytes", "cpu_seconds", "max_processes", "max_file_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -125,8 +130,9 @@ def bubblewrap_available() -> bool:
 
 
 def _bubblewrap_command(cmd: list[str], policy: SandboxPolicy) -> list[str]:
-    # Binds come after the private /tmp, so an idea folder under /tmp stays visible in it.
-    binds = [arg for path in (policy.workdir, *policy.writable) for arg in ("--bind", str(path), str(path))]
+    # Binds come after the private /tmp, so an idea folder or an environment under /tmp stays visible in it.
+    binds = [arg for path in policy.readable for arg in ("--ro-bind", str(path), str(path))]
+    binds += [arg for path in (policy.workdir, *policy.writable) for arg in ("--bind", str(path), str(path))]
     # --dev gives a minimal /dev; CUDA needs the NVIDIA devices too.
     gpus = [arg for device in sorted(glob.glob("/dev/nvidia*")) for arg in ("--dev-bind", device, device)]
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,

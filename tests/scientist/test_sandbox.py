@@ -130,6 +130,29 @@ def test_writing_outside_its_folder_fails(place):
 
 
 @needs_bubblewrap
+def test_a_readable_path_under_tmp_stays_visible_but_read_only(place):
+    """The private /tmp hides the host's; an interpreter environment kept there must still be found."""
+    environment = Path(tempfile.mkdtemp(prefix="sandbox-env-", dir="/tmp"))
+    try:
+        (environment / "marker.txt").write_text("here")
+        script = """
+            import sys
+            from pathlib import Path
+            print(Path(sys.argv[1]).read_text())
+            try:
+                Path(sys.argv[1]).write_text("changed")
+            except OSError as err:
+                print(err.strerror)
+        """
+        outcome = run(place, script, str(environment / "marker.txt"), readable=(environment,))
+        assert outcome.report.exit_code == 0, outcome.stderr
+        assert outcome.stdout.splitlines()[:2] == ["here", "Read-only file system"]
+        assert (environment / "marker.txt").read_text() == "here"
+    finally:
+        shutil.rmtree(environment)
+
+
+@needs_bubblewrap
 def test_editing_the_orchestrator_fails(place):
     orchestrator = place / "orchestrator" / "runner.py"
     orchestrator.parent.mkdir()
