@@ -77,8 +77,7 @@ def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_n
     logs.mkdir(exist_ok=True)
     stderr_path = logs / f"{log_name}.stderr"
     env = scrubbed_environment(environ)
-    venv = Path(python).absolute().parent.parent
-    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(env), readable=(venv.resolve(),))
+    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(env))
     poll = (lambda: on_heartbeat(last_progress_line(_tail(stderr_path)))) if on_heartbeat else None
     with open(logs / f"{log_name}.stdout", "w") as out, open(stderr_path, "w") as err:
         report = run_sandboxed([str(python), *args], policy, timeout_s, out, err, env, poll_s=HEARTBEAT_S,

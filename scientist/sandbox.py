@@ -129,9 +129,24 @@ def bubblewrap_available() -> bool:
     return result.returncode == 0
 
 
+def _interpreter_environment(cmd: list[str]) -> list[Path]:
+    """The environment folder of the command's executable (bin/python -> the venv), when it is named by path."""
+    if not cmd or "/" not in cmd[0]:
+        return []
+    root = Path(cmd[0]).absolute().parent.parent
+    return [root] if root.exists() and root != Path("/") else []
+
+
 def _bubblewrap_command(cmd: list[str], policy: SandboxPolicy) -> list[str]:
-    # Binds come after the private /tmp, so an idea folder or an environment under /tmp stays visible in it.
-    binds = [arg for path in policy.readable for arg in ("--ro-bind", str(path), str(path))]
+    # Binds come after the private /tmp, so an idea folder or an environment under /tmp stays visible in it. The
+    # command's own environment (the venv of its interpreter) is always among the readable ones.
+    binds = []
+    for path in [*policy.readable, *_interpreter_environment(cmd)]:
+        real = path.resolve()
+        binds += ["--ro-bind", str(real), str(real)]
+        # A symlink inside a bound folder leads to the real path; one elsewhere needs its own mount.
+        if path != real and not any(path.is_relative_to(bound) for bound in (policy.workdir, *policy.writable)):
+            binds += ["--ro-bind", str(real), str(path)]
     binds += [arg for path in (policy.workdir, *policy.writable) for arg in ("--bind", str(path), str(path))]
     # --dev gives a minimal /dev; CUDA needs the NVIDIA devices too.
     gpus = [arg for device in sorted(glob.glob("/dev/nvidia*")) for arg in ("--dev-bind", device, device)]

@@ -125,7 +125,7 @@ def test_skip_idea_generation_runs_the_seed_ideas_as_written(templates_dir, tmp_
     code = main(["--model", "scripted/demo", "--skip-idea-generation", "--templates-dir", str(templates_dir),
                  "--results-dir", str(tmp_path / "results")])
     assert code == 0
-    folders = (tmp_path / "results" / "sae_variants").iterdir()
+    folders = [path for path in (tmp_path / "results" / "sae_variants").iterdir() if path.is_dir()]
     assert sorted(f.name.split("_", 2)[2] for f in folders) == sorted(s["Name"] for s in seeds)
     for seed, prompt in zip(seeds, handler.prompts):
         assert seed["Title"] in prompt[-1]["content"] and seed["Experiment"] in prompt[-1]["content"]
