@@ -54,6 +54,19 @@ def templates_dir(tmp_path_factory, tiny_runs) -> Path:
     return root
 
 
+def require_tools(*names: str):
+    """Fail, naming them, when tools that `make setup` installs are missing. A skip here would let a missing install
+    step pass unseen, so these tests never skip."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed; `make setup` installs the Debian packages")
+
+
+@pytest.fixture
+def latex_tools():
+    require_tools("pdflatex", "bibtex", "chktex", "pdftotext")
+
+
 @pytest.fixture
 def scripted():
     """Install scripted replies for the model 'scripted/demo'; returns a function taking the replies."""

@@ -3,7 +3,6 @@ numbers equal final_info.json, references come only from paper records, and prob
 
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -14,8 +13,7 @@ import pytest
 from scientist import latex
 from tests.conftest import TEMPLATE_DIR
 
-needs_tex = pytest.mark.skipif(bool(latex.tools_missing()) or not shutil.which("pdftotext"),
-                               reason="needs pdflatex, bibtex, chktex and pdftotext")
+needs_tex = pytest.mark.usefixtures("latex_tools")
 
 SPECIAL_DESCRIPTION = "TopK (k=32) & 50% dead_features #2 costs $5 {x} ~^\\"
 CORE_MEANS = {  # per run; None is JSON null, as the harness writes NaN

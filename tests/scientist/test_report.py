@@ -2,7 +2,6 @@
 Chromium from file://, its DOM parsed, every link and image followed to a file on disk."""
 
 import json
-import shutil
 import struct
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from scientist.llm import Ledger
 from scientist.metrics import format_number
 from scientist.report import KEY_METRICS, ReportError, main, write_report
+from tests.scientist.conftest import require_tools
 from tests.conftest import REPO
 
 CHROMIUM_TIMEOUT_S = 60
@@ -153,8 +153,7 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """(the index.html written, the DOM Chromium rendered from it)."""
-    if shutil.which("chromium") is None:
-        pytest.skip("chromium is not on PATH; the report is checked as Chromium renders it (make setup installs it)")
+    require_tools("chromium")
     root = tmp_path_factory.mktemp("report")
     index = write_report(build_results(root))
     dom = chromium(root / "profile", "--dump-dom", index.as_uri()).stdout

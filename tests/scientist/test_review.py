@@ -2,7 +2,6 @@
 through litellm, the real JSON extraction, the review form's schema and the cost ledger."""
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from scientist.llm import Budget, BudgetExceeded, Ledger
 from scientist.prompts import render
 from scientist.review import SCHEMA_PATH, ReviewError, form_error, pdf_text, review_paper, write_review
+from tests.scientist.conftest import require_tools
 
 MODEL = "scripted/demo"
 PAPER_TEX = r"""\documentclass{article}
@@ -40,9 +40,7 @@ def reply(form: dict) -> str:
 
 @pytest.fixture(scope="module")
 def paper_pdf(tmp_path_factory):
-    for tool in ("pdflatex", "pdftotext"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (make setup installs it)")
+    require_tools("pdflatex", "pdftotext")
     folder = tmp_path_factory.mktemp("paper")
     (folder / "paper.tex").write_text(PAPER_TEX)
     subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=folder,

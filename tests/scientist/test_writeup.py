@@ -3,7 +3,6 @@ and claim checks, over an idea folder made from the template's tiny baseline."""
 
 import copy
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -15,7 +14,7 @@ from scientist.metrics import results_block
 from scientist.scripted import DEMO_MODEL
 from scientist.writeup import FIX_ATTEMPTS, PaperWriter
 
-pytestmark = pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex is not installed (make setup)")
+pytestmark = pytest.mark.usefixtures("latex_tools")
 FENCE = "```"
 IDEA = {"Name": "topk_probe", "Title": "A TopK probe", "Experiment": "Swap the ReLU for TopK."}
 NO_CHANGE = "The section is consistent with the notes; no change is needed."
