@@ -594,6 +594,16 @@ def check_idea(idea_dir: Path) -> tuple[list[Claim], list[Contradiction]]:
     return claims, contradictions
 
 
+def contradictions_by_file(idea_dir: Path) -> dict[str, list[str]]:
+    """check_idea's contradictions as text, keyed by the name of the file that makes the claim (notes.txt,
+    results.tex, ...), for the stages that feed them back file by file."""
+    _, contradictions = check_idea(idea_dir)
+    found: dict[str, list[str]] = {}
+    for contradiction in contradictions:
+        found.setdefault(Path(contradiction.claim.path).name, []).append(str(contradiction))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scientist.claims",
                                      description="Check the numeric claims in an idea's notes and paper against "

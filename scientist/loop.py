@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import check_idea
+from .claims import contradictions_by_file
 from .coder import Coder
 from .files import atomic_write_text
 from .folder import IdeaFolder
@@ -68,8 +68,7 @@ def correction_from(reply: str) -> str | None:
 
 def notes_contradictions(folder: IdeaFolder) -> list[str]:
     """What the claim checker finds wrong in notes.txt (the paper is checked by the write-up stage)."""
-    _, contradictions = check_idea(folder.path)
-    return [str(c) for c in contradictions if Path(c.claim.path).name == "notes.txt"]
+    return contradictions_by_file(folder.path).get("notes.txt", [])
 
 
 def code_digest(path: Path) -> str:

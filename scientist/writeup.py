@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import check_idea
+from .claims import contradictions_by_file
 from .coder import Coder
 from .folder import IdeaFolder
 from .latex import (SECTIONS, LatexProblem, check_paper, chktex, compile_pdf, copy_template, write_bibliography,
@@ -113,21 +113,20 @@ class PaperWriter:
                           f"Paper: {section} checks fixed")
 
     def feed_back_contradictions(self) -> list[str]:
-        """Claims in the paper that the result files contradict go back to the coder once; returns what remains."""
+        """Claims in the paper that the result files contradict go back to the coder once; returns what remains.
+        A section's contradictions depend on its own text only, so one check serves every section."""
+        found_by_file = contradictions_by_file(self.folder.path)
         for section in SECTIONS:
-            found = self.paper_contradictions(section)
+            found = found_by_file.get(f"{section}.tex", [])
             if found:
                 self.edit(section, render("writeup_lint", section_file=self.section_file(section),
                                           problems="\n".join(found), cite_keys=", ".join(self.cite_keys) or "none"),
                           f"Paper: {section} contradictions fixed")
-        remaining = [c for section in SECTIONS for c in self.paper_contradictions(section)]
+        remaining_by_file = contradictions_by_file(self.folder.path)
+        remaining = [c for section in SECTIONS for c in remaining_by_file.get(f"{section}.tex", [])]
         for contradiction in remaining:
             self.folder.log(f"writeup: the paper contradicts the results: {contradiction}")
         return remaining
-
-    def paper_contradictions(self, section: str) -> list[str]:
-        _, contradictions = check_idea(self.folder.path)
-        return [str(c) for c in contradictions if Path(c.claim.path).name == f"{section}.tex"]
 
 
 def _listing(problems: list[LatexProblem]) -> str:
