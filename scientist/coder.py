@@ -1,16 +1,20 @@
-"""The LLM coder: aider as a library, in diff (SEARCH/REPLACE) format, with its spend recorded in the ledger.
+"""The LLM coder: aider as a library, in diff (SEARCH/REPLACE) format. Each completion aider asks for goes through
+scientist.llm.call_llm, so it is retried, budgeted, recorded in the ledger with its reply, and replayed from
+there when a resumed idea asks it again; aider's own parsing and edit code then apply the reply as usual.
 
 aider is set up to make no network call of its own: litellm reads its local cost map, and aider's model-info
 cache is seeded from it (otherwise aider tries to download it on first use).
 """
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
 import litellm
+from aider.models import Model, request_timeout
 
-from .llm import Budget, Ledger, aider_usage_snapshot, record_aider_usage
+from .llm import Budget, BudgetExceeded, Ledger, LLMUnavailable, call_llm
 from .runner import USER_HOME_VARIABLE
 
 
@@ -28,32 +32,58 @@ def prepare_aider_home(home: Path):
         cache.write_text(json.dumps(litellm.model_cost))
 
 
+class LedgeredModel(Model):
+    """aider's model, with its completions made by call_llm under the stage the Coder is working on."""
+
+    def __init__(self, name: str, ledger: Ledger, budget: Budget):
+        super().__init__(name)
+        self.ledger, self.budget, self.stage = ledger, budget, "coder"
+        self.failure: Exception | None = None
+
+    def send_completion(self, messages, functions, stream, temperature=None):
+        # The settings aider's own send_completion passes (the coder uses neither functions nor streaming).
+        kwargs = {"timeout": request_timeout}
+        if self.use_temperature is not False:
+            default = 0 if isinstance(self.use_temperature, bool) else float(self.use_temperature)
+            kwargs["temperature"] = default if temperature is None else temperature
+        kwargs.update(self.extra_params or {})
+        if self.is_ollama() and "num_ctx" not in kwargs:
+            kwargs["num_ctx"] = int(self.token_count(messages) * 1.25) + 8192
+        try:
+            response = call_llm(self.name, messages, stage=self.stage, ledger=self.ledger, budget=self.budget,
+                                **kwargs)
+        except (LLMUnavailable, BudgetExceeded) as err:
+            self.failure = err  # aider catches every exception of a send; Coder.ask raises this one again
+            raise
+        return hashlib.sha1(self.name.encode()), response
+
+
 class Coder:
     """One aider session over some files of an idea folder."""
 
     def __init__(self, folder: Path, fnames: list[str], model: str, ledger: Ledger, budget: Budget):
         from aider.coders import Coder as AiderCoder
         from aider.io import InputOutput
-        from aider.models import Model
 
-        self.model, self.ledger, self.budget = model, ledger, budget
+        self.llm = LedgeredModel(model, ledger, budget)
         (folder / "logs").mkdir(exist_ok=True)
         # yes=False: aider's questions (edit a file outside the chat? create a file?) are answered no, so the
         # coder can change only the files it was given.
         io = InputOutput(yes=False, pretty=False, fancy_input=False, input_history_file=None,
                          chat_history_file=str(folder / "logs" / "aider_chat.md"))
         self.aider = AiderCoder.create(
-            main_model=Model(model), fnames=[str(folder / name) for name in fnames], io=io,
+            main_model=self.llm, fnames=[str(folder / name) for name in fnames], io=io,
             edit_format="diff", use_git=False, stream=False, auto_lint=False, auto_test=False,
             suggest_shell_commands=False, detect_urls=False, map_tokens=0,
         )
+        # Chat-history summaries go through the same ledger (aider would otherwise ask its weak model directly,
+        # unrecorded).
+        self.aider.summarizer.models = [self.llm]
 
     def ask(self, prompt: str, stage: str) -> str:
         """Send one message; aider applies any SEARCH/REPLACE blocks in the reply to the files."""
-        self.budget.check()
-        before = aider_usage_snapshot(self.aider)
-        try:
-            reply = self.aider.run(with_message=prompt)
-        finally:
-            record_aider_usage(self.aider, self.ledger, stage, self.model, before)
+        self.llm.stage, self.llm.failure = stage, None
+        reply = self.aider.run(with_message=prompt)
+        if self.llm.failure is not None:
+            raise self.llm.failure
         return reply or ""

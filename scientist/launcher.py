@@ -11,14 +11,18 @@ import time
 from pathlib import Path
 
 from .baseline import BaselineError, ensure_baseline
+from .folder import FolderError
 from .generation import GenerationError
 from .ideas import IdeaError, load_idea_files, skeleton
+from .journal import JournalError
 from .literature import ENGINES
-from .llm import Budget, BudgetExceeded, Ledger, MissingApiKey, configure_offline_litellm, require_api_key
+from .llm import (BUDGET_FLAG, Budget, BudgetExceeded, Ledger, LedgerError, MissingApiKey,
+                  configure_offline_litellm, require_api_key)
 
 log = logging.getLogger("scientist")
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLAG = "demo"
+LEDGER_FILE = "cost_ledger.json"
 SEED_IDEAS = "seed_ideas.json"
 LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
 # The offline preset's cache holds ~1 GB of activations and a 1 GB model copy.
@@ -70,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Stop cleanly once the LLM spend of this launch reaches this many dollars.")
     parser.add_argument("--results-dir", type=Path, default=REPO / "results", help="Where idea folders go.")
     parser.add_argument("--templates-dir", type=Path, default=REPO / "templates", help="Where templates live.")
-    parser.add_argument("--resume", type=Path, metavar="DIR", help="Resume an interrupted idea folder.")
+    parser.add_argument("--resume", type=Path, metavar="DIR",
+                        help="Continue interrupted or failed ideas: an idea folder, or results/<experiment> for every "
+                             "idea there that is not done. Finished runs and paid LLM replies are reused, not redone; "
+                             "the settings are the launch's own (launch.json), except --budget-usd.")
+    parser.add_argument("--demo-script", type=Path, default=REPO / "demo" / "script.json",
+                        help="The scripted replies --model demo plays (default demo/script.json).")
     parser.add_argument("--parallel", type=int, default=1, help="Ideas run at once.")
     parser.add_argument("--gpus", default=None, help="Comma-separated GPU ids for parallel ideas.")
     parser.add_argument("--preset", default=None, help="Model preset for the runs (sets SAE_PRESET).")
@@ -86,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 def refuse_unbuilt_flags(args: argparse.Namespace):
     """Flags whose stages are not built yet fail clearly rather than being ignored."""
     unbuilt = [
-        (args.resume is not None, "--resume", "resuming an interrupted idea"),
         (args.parallel != 1 or args.gpus, "--parallel/--gpus", "running ideas in parallel"),
     ]
     for used, flag, stage in unbuilt:
@@ -193,84 +201,193 @@ def main(argv: list[str] | None = None) -> int:
     configure_offline_litellm()
     try:
         return launch(args)
-    except (LaunchError, BaselineError, GenerationError, IdeaError, MissingApiKey) as err:
+    except (LaunchError, BaselineError, GenerationError, IdeaError, MissingApiKey, FolderError, JournalError,
+            LedgerError) as err:
         print(f"launch_scientist.py: {err}", file=sys.stderr)
         return 2
 
 
 def launch(args: argparse.Namespace) -> int:
-    from .coder import Coder, prepare_aider_home
     from .folder import IdeaFolder
-    from .loop import ExperimentLoop, LoopSettings, plot_stage
-    from .progress import ProgressView
-    from .report import write_report
-    from .scripted import DEMO_MODEL, load_demo_script, register_scripted
 
     refuse_unbuilt_flags(args)
     if args.new_idea:
         return write_new_idea(args.new_idea)
     if args.check_ideas:
         return check_ideas(args.check_ideas)
+    if args.resume:
+        return resume(args)
     template = args.templates_dir / args.experiment
     model, ideas, generate = preflight(args, template)
     if model == DEMO_FLAG:
-        script = load_demo_script()
-        ideas = [script["idea"]]
-        register_scripted(script["replies"])
-        model = DEMO_MODEL
-        print("DEMO: the coder's replies are scripted (demo/script.json); no LLM is called and no money is spent.",
-              flush=True)
+        ideas = [use_demo_script(args.demo_script)["idea"]]
     if args.preset:
         os.environ["SAE_PRESET"] = args.preset
     python = template_python(template)
     ensure_baseline(template, python, args.run_timeout)
-    prepare_aider_home(args.results_dir / ".aider_home")
 
     budget = Budget(args.budget_usd)
     if generate:
+        prepare_llm(args)
         try:
-            ideas = idea_stage(args, template, ideas, model, budget)
+            ideas = idea_stage(args, template, ideas, coder_model(args), budget)
         except BudgetExceeded as err:
             print(f"launch_scientist.py: {err}; stopped cleanly during idea generation, the ideas so far are in "
                   f"{args.results_dir / args.experiment}", file=sys.stderr)
             return 3
-    settings = LoopSettings(max_runs=args.max_runs, max_iters=args.max_iters, run_timeout_s=args.run_timeout)
-    failed: list[str] = []
-    for idea in ideas:
-        folder = IdeaFolder.create(args.results_dir, args.experiment, idea["Name"], template)
-        ledger = Ledger(folder.path / "cost_ledger.json")
-        budget.add(ledger)
-        folder.log(f"idea {idea['Name']}: {idea['Title']}")
+    # Every idea's folder is made before the first one runs, so that a launch killed half-way can be resumed whole
+    # with --resume results/<experiment>.
+    record = {name: str(value) if isinstance(value, Path) else value
+              for name, value in vars(args).items() if name in RESUMED_SETTINGS}
+    folders = [IdeaFolder.create(args.results_dir, args.experiment, idea, template, record) for idea in ideas]
+    return run_ideas(args, folders, budget)
+
+
+# What an idea folder's launch.json keeps of the launch, so that --resume continues with the same settings.
+RESUMED_SETTINGS = ("model", "demo_script", "max_runs", "max_iters", "run_timeout", "writeup", "num_reviews", "preset",
+                    "experiment", "templates_dir", "results_dir")
+
+
+def use_demo_script(path: Path, replies_used: int = 0) -> dict:
+    """Route 'scripted/demo' to the demo's replies, less those a resumed idea already has in its ledger."""
+    from .scripted import load_demo_script, register_scripted
+
+    script = load_demo_script(path)
+    register_scripted(script["replies"][replies_used:])
+    print(f"DEMO: the coder's replies are scripted ({path}); no LLM is called and no money is spent.", flush=True)
+    return script
+
+
+def coder_model(args: argparse.Namespace) -> str:
+    from .scripted import DEMO_MODEL
+
+    return DEMO_MODEL if args.model == DEMO_FLAG else args.model
+
+
+def prepare_llm(args: argparse.Namespace):
+    from .coder import prepare_aider_home
+
+    prepare_aider_home(args.results_dir / ".aider_home")
+
+
+def resume(args: argparse.Namespace) -> int:
+    """Continue interrupted ideas: each is replayed from its journals (finished runs and LLM replies are reused, not
+    done again or paid again) and then goes on where it stopped."""
+    from .llm import Ledger
+
+    folders = resumable_folders(args.resume)
+    if not folders:
+        print(f"launch_scientist.py: nothing to resume in {args.resume}: every idea there is done.")
+        return 0
+    stored = folders[0].launch
+    resumed = build_parser().parse_args([])
+    for name, value in stored.items():
+        setattr(resumed, name, Path(value) if name.endswith("_dir") or name == "demo_script" else value)
+    resumed.budget_usd = args.budget_usd
+    others = [f.path for f in folders[1:] if f.launch != stored]
+    if others:
+        raise LaunchError(f"{args.resume}: its ideas come from launches with different settings; resume them one "
+                          f"folder at a time (for example --resume {others[0]})")
+    template = resumed.templates_dir / resumed.experiment
+    problems = []
+    if resumed.model != DEMO_FLAG:
         try:
-            coder = Coder(folder.path, ["experiment.py"], model, ledger, budget)
-            view = ProgressView(ledger, settings.max_runs, settings.max_iters)
-            loop = ExperimentLoop(folder, idea, coder, python, settings, view)
-            if loop.run() > 0:
-                plot_stage(folder, loop, Coder(folder.path, ["plot.py"], model, ledger, budget),
-                           Coder(folder.path, ["notes.txt"], model, ledger, budget))
-                if args.writeup:
-                    paper_stage(folder, loop, idea, template, model, ledger, budget, args.num_reviews)
-            loop.update(stage="done")
+            require_api_key(resumed.model)
+        except MissingApiKey as err:
+            problems.append(str(err))
+    checks = [template_python] + ([check_writeup_tools] if resumed.writeup else [])
+    for check in checks:
+        try:
+            check(template)
+        except LaunchError as err:
+            problems.append(str(err))
+    if problems:
+        listing = "\n".join(f"- {problem}" for problem in problems)
+        raise LaunchError(f"{len(problems)} problem(s) found before resuming; nothing was changed:\n{listing}")
+    if resumed.model == DEMO_FLAG:
+        use_demo_script(resumed.demo_script, len(Ledger(folders[0].path / LEDGER_FILE).entries))
+    if resumed.preset:
+        os.environ["SAE_PRESET"] = resumed.preset
+    return run_ideas(resumed, folders, Budget(args.budget_usd), resumed=True)
+
+
+def resumable_folders(path: Path) -> list:
+    """The idea folder `path`, or the idea folders under `path` (results/<experiment>), that are not done."""
+    from .folder import STATE_FILE, FolderError, IdeaFolder
+
+    if (path / STATE_FILE).exists():
+        folders = [IdeaFolder.open(path)]
+    elif path.is_dir():
+        folders = []
+        for state in sorted(path.glob(f"*/{STATE_FILE}")):
+            try:
+                folders.append(IdeaFolder.open(state.parent))
+            except FolderError as err:
+                log.warning("Not resumed: %s", err)
+    else:
+        raise LaunchError(f"{path}: no such folder; --resume takes an idea folder or results/<experiment>")
+    return [folder for folder in folders if folder.state.get("stage") != "done"]
+
+
+def run_ideas(args: argparse.Namespace, folders: list, budget: Budget, resumed: bool = False) -> int:
+    """Take each idea folder through the loop, the plots and (with --writeup) the paper; one idea's failure is
+    recorded in its folder and the next idea goes on."""
+    from .report import write_report
+
+    prepare_llm(args)
+    failed: list[str] = []
+    for folder in folders:
+        ledger = Ledger(folder.path / LEDGER_FILE)
+        budget.add(ledger)
+        name = folder.idea["Name"]
+        try:
+            run_idea(args, folder, ledger, budget, resumed)
         except BudgetExceeded as err:
             folder.log(f"budget stop: {err}")
             folder.commit("Stopped at the budget limit")
-            print(f"launch_scientist.py: {err}; stopped cleanly, results so far are in {folder.path}",
-                  file=sys.stderr)
+            print(f"launch_scientist.py: {err}; stopped cleanly, results so far are in {folder.path}; continue with "
+                  f"--resume {folder.path.parent} and a larger {BUDGET_FLAG}", file=sys.stderr)
             return 3
         except Exception as err:  # one idea's failure must not take the ideas after it down too
-            log.exception("Idea %s failed", idea["Name"])
+            log.exception("Idea %s failed", name)
             record_failure(folder, err)
-            failed.append(f"{idea['Name']} ({type(err).__name__}: {err})")
+            failed.append(f"{name} ({type(err).__name__}: {err})")
             continue
         finally:
-            report = write_report(args.results_dir / args.experiment)
-        log.info("Idea %s finished: %s (spent $%.4f); report: %s", idea["Name"], folder.path, ledger.total_usd,
-                 report)
+            report = write_report(folder.path.parent)
+        log.info("Idea %s finished: %s (spent $%.4f); report: %s", name, folder.path, ledger.total_usd, report)
     if failed:
-        print("launch_scientist.py: these ideas failed (their folders say why): " + "; ".join(failed),
-              file=sys.stderr)
+        print("launch_scientist.py: these ideas failed (their folders say why; --resume FOLDER tries again, reusing "
+              "what they finished): " + "; ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def run_idea(args: argparse.Namespace, folder, ledger: Ledger, budget: Budget, resumed: bool):
+    from .coder import Coder
+    from .loop import ExperimentLoop, LoopSettings, plot_stage
+    from .progress import ProgressView
+    from .runner import RunAttempts
+
+    idea, model = folder.idea, coder_model(args)
+    template = args.templates_dir / args.experiment
+    if resumed:
+        attempts = RunAttempts(folder.path)
+        tag = folder.prepare_replay(attempts.finished_runs())
+        folder.log(f"resumed: the interrupted history is kept under the git tag {tag}; replaying "
+                   f"{len(ledger.entries)} recorded LLM replies and {len(attempts.journal.entries)} run attempts")
+    folder.log(f"idea {idea['Name']}: {idea['Title']}")
+    settings = LoopSettings(max_runs=args.max_runs, max_iters=args.max_iters, run_timeout_s=args.run_timeout)
+    coder = Coder(folder.path, ["experiment.py"], model, ledger, budget)
+    view = ProgressView(ledger, settings.max_runs, settings.max_iters)
+    loop = ExperimentLoop(folder, idea, coder, template_python(template), settings, view)
+    if loop.run() > 0:
+        plot_stage(folder, loop, Coder(folder.path, ["plot.py"], model, ledger, budget),
+                   Coder(folder.path, ["notes.txt"], model, ledger, budget))
+        if args.writeup:
+            paper_stage(folder, loop, idea, template, model, ledger, budget, args.num_reviews)
+    loop.update(stage="done")
+    folder.commit("Idea done")
 
 
 def record_failure(folder, err: Exception):

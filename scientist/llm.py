@@ -1,9 +1,9 @@
 """Every LLM call of the tool, and what it costs.
 
 The model is named by a litellm model string ("anthropic/claude-...", "openai/gpt-4o", "deepseek/...",
-"ollama/..."). The LLM coder is aider, which calls litellm itself; its spend is read off the aider `Coder` with
-`aider_usage_snapshot` / `record_aider_usage`. Every other stage calls `complete`, which retries transient API
-failures, stops at the launch's budget and writes each call into the idea's cost ledger.
+"ollama/..."). Every call goes through `call_llm`: aider's (the LLM coder, scientist/coder.py) and every other
+stage's (through `complete`). It retries transient API failures, stops at the launch's budget, and writes each call
+with its reply into the idea's cost ledger, from which a resumed idea replays the calls it already paid for.
 
 This module imports litellm only inside its functions: litellm must not be imported before
 `configure_offline_litellm()` has run, and importing this module must not break that order.
@@ -11,6 +11,7 @@ This module imports litellm only inside its functions: litellm must not be impor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,11 +20,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from .files import atomic_write_text
+from .journal import Journal, JournalError
 
 if TYPE_CHECKING:
     from litellm import ModelResponse
@@ -57,7 +58,7 @@ class LedgerError(Exception):
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One LLM call (or one aider run) and what it cost."""
+    """One LLM call, what it cost, and (for replay on resume) the request's digest and the reply."""
 
     stage: str
     model: str
@@ -65,12 +66,14 @@ class LedgerEntry:
     completion_tokens: int
     cost_usd: float
     timestamp: str
+    request: str = ""
+    reply: str | None = None
+    finish_reason: str | None = None
 
     @classmethod
-    def from_json(cls, raw: object) -> LedgerEntry:
+    def from_json(cls, raw: dict) -> LedgerEntry:
         """Rebuild an entry from the ledger file; raises KeyError, TypeError or ValueError when it is malformed."""
-        if not isinstance(raw, dict):
-            raise TypeError(f"an entry is a {type(raw).__name__}, not an object")
+        reply = raw.get("reply")
         return cls(
             stage=str(raw["stage"]),
             model=str(raw["model"]),
@@ -78,19 +81,30 @@ class LedgerEntry:
             completion_tokens=int(raw["completion_tokens"]),
             cost_usd=float(raw["cost_usd"]),
             timestamp=str(raw["timestamp"]),
+            request=str(raw.get("request", "")),
+            reply=None if reply is None else str(reply),
+            finish_reason=raw.get("finish_reason"),
         )
 
 
 class Ledger:
-    """The spend of one idea, kept as JSON at `path` (e.g. `<idea folder>/cost_ledger.json`).
+    """The LLM calls of one idea (or of the idea stage) and their spend, kept at `path` (a journal, see
+    scientist/journal.py): e.g. `<idea folder>/cost_ledger.json`.
 
-    An existing file is loaded, so a restarted run keeps counting the money it already spent. Each `record`
-    rewrites the whole file atomically, so a crash mid-write never leaves a half-written ledger behind.
+    An existing file is loaded, so a resumed idea keeps counting the money it already spent, and gets the replies
+    of the calls it already paid for back from `replay` instead of asking again.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._entries: tuple[LedgerEntry, ...] = _read_entries(self.path) if self.path.exists() else ()
+        try:
+            self._journal = Journal(self.path)
+            self._entries = tuple(LedgerEntry.from_json(raw) for raw in self._journal.entries)
+        except (JournalError, ValueError, KeyError, TypeError) as err:
+            raise LedgerError(
+                f"The cost ledger {path} is unreadable ({type(err).__name__}: {err}). Fix it, or move it aside to "
+                "start a new one (the spend it recorded is then no longer counted against the budget)."
+            ) from err
 
     @property
     def entries(self) -> tuple[LedgerEntry, ...]:
@@ -100,8 +114,13 @@ class Ledger:
     def total_usd(self) -> float:
         return sum(entry.cost_usd for entry in self._entries)
 
+    @property
+    def replies_to_replay(self) -> int:
+        return self._journal.unreplayed
+
     def record(
-        self, stage: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
+        self, stage: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float,
+        request: str = "", reply: str | None = None, finish_reason: str | None = None,
     ) -> LedgerEntry:
         """Append one entry and save the ledger; the entry is kept only once it is on disk."""
         entry = LedgerEntry(
@@ -111,11 +130,18 @@ class Ledger:
             completion_tokens=completion_tokens,
             cost_usd=cost_usd,
             timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            request=request,
+            reply=reply,
+            finish_reason=finish_reason,
         )
-        entries = (*self._entries, entry)
-        atomic_write_text(self.path, json.dumps({"entries": [asdict(e) for e in entries]}, indent=2) + "\n")
-        self._entries = entries
+        self._journal.append(asdict(entry))
+        self._entries = (*self._entries, entry)
         return entry
+
+    def replay(self, request: str) -> LedgerEntry | None:
+        """The recorded call with this request digest that this process has not replayed yet, if any."""
+        raw = self._journal.replay("request", request) if request else None
+        return None if raw is None else LedgerEntry.from_json(raw)
 
     def by_stage(self) -> dict[str, dict]:
         """Calls, tokens and cost per stage, in the order the stages first spent money."""
@@ -129,20 +155,6 @@ class Ledger:
             stage["completion_tokens"] += entry.completion_tokens
             stage["cost_usd"] += entry.cost_usd
         return totals
-
-
-def _read_entries(path: Path) -> tuple[LedgerEntry, ...]:
-    """Load a ledger file, turning every way it can be unreadable into a LedgerError that names it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-            raise ValueError('expected an object with an "entries" list')
-        return tuple(LedgerEntry.from_json(raw) for raw in data["entries"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-        raise LedgerError(
-            f"The cost ledger {path} is unreadable ({type(err).__name__}: {err}). Fix it, or move it aside to "
-            "start a new one (the spend it recorded is then no longer counted against the budget)."
-        ) from err
 
 
 # --- The budget of a launch ------------------------------------------------------------------------------------
@@ -262,28 +274,54 @@ DEFAULT_RETRY = RetrySettings()
 # --- Calling the LLM -------------------------------------------------------------------------------------------
 
 
-def complete(
+class LLMUnavailable(Exception):
+    """An LLM call failed for good: retries were used up, or the error is not worth retrying. It ends the idea
+    (with this message as the reason) and never reaches aider's own retry loop, which would swallow it."""
+
+
+def request_digest(model: str, messages: list[dict]) -> str:
+    """What identifies a call for replay: the model and the messages without the system prompt (aider's system
+    prompt carries today's date, and a resume the next day must still recognise the call)."""
+    kept = [message for message in messages if message.get("role") != "system"]
+    payload = json.dumps({"model": model, "messages": kept}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def call_llm(
     model: str,
     messages: list[dict],
     *,
     stage: str,
     ledger: Ledger,
     budget: Budget,
-    retry: RetrySettings = DEFAULT_RETRY,
+    retry: RetrySettings | None = None,
     **kwargs: Any,
-) -> str:
-    """Ask `model` for one reply and return its text, recording the call's tokens and cost in `ledger`.
+) -> ModelResponse:
+    """One LLM call. A call this idea already made (same model and messages) gets its recorded reply back from
+    the ledger, free; any other is made, with retries, and recorded with its reply, tokens and cost.
 
     The budget is checked before the call (a call already under way is always paid for, so the budget can be
-    overshot by at most one call). `ledger` is added to `budget`, so spend recorded here always counts toward it.
-    Transient failures are retried as RETRY_RULES says; any other error is raised at once. Extra keyword
-    arguments go to `litellm.completion` (temperature, api_base, ...).
+    overshot by at most one call). Transient failures are retried as RETRY_RULES says; when the retries are used
+    up, or the error is not worth retrying, LLMUnavailable says why. Extra keyword arguments go to
+    `litellm.completion` (temperature, api_base, ...).
     """
+    request = request_digest(model, messages)
+    recorded = ledger.replay(request)
+    if recorded is not None:
+        return _replayed_response(model, recorded)
     budget.add(ledger)
     budget.check()
-    response = _completion_with_retries(model, messages, retry, kwargs)
+    response = _completion_with_retries(model, messages, retry or DEFAULT_RETRY, kwargs)
     prompt_tokens, completion_tokens = _usage_tokens(response)
-    ledger.record(stage, model, prompt_tokens, completion_tokens, _cost_usd(response, model))
+    ledger.record(stage, model, prompt_tokens, completion_tokens, _cost_usd(response, model), request=request,
+                  reply=_message_text(response, model), finish_reason=response.choices[0].finish_reason)
+    return response
+
+
+def complete(model: str, messages: list[dict], *, stage: str, ledger: Ledger, budget: Budget,
+             retry: RetrySettings | None = None, **kwargs: Any) -> str:
+    """`call_llm`, returning the reply's text."""
+    response = call_llm(model, messages, stage=stage, ledger=ledger, budget=budget, retry=retry, **kwargs)
     return _message_text(response, model)
 
 
@@ -301,7 +339,27 @@ def _completion_with_retries(
         before_sleep=_log_retry,
         reraise=True,
     )
-    return retrying(litellm.completion, model=model, messages=messages, **kwargs)
+    try:
+        return retrying(litellm.completion, model=model, messages=messages, **kwargs)
+    except Exception as err:
+        rule = retry_rule_for(err)
+        if rule is None:
+            raise
+        tries = f"after {settings.attempts} attempts" if rule.retry else "without retrying"
+        raise LLMUnavailable(f"{model}: {rule.description} Gave up {tries}; last error: "
+                             f"{type(err).__name__}: {str(err)[:300]}") from err
+
+
+def _replayed_response(model: str, recorded: LedgerEntry) -> ModelResponse:
+    """A recorded reply, shaped like the response it came from; zero tokens, since it was paid for already."""
+    import litellm
+
+    message = litellm.Message(role="assistant", content=recorded.reply)
+    return litellm.ModelResponse(
+        model=model,
+        choices=[litellm.Choices(index=0, finish_reason=recorded.finish_reason or "stop", message=message)],
+        usage=litellm.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
+    )
 
 
 def _usage_tokens(response: ModelResponse) -> tuple[int, int]:
@@ -329,38 +387,6 @@ def _message_text(response: ModelResponse, model: str) -> str:
         logger.warning("%s returned a reply without text.", model)
         return ""
     return content
-
-
-# --- aider's spend ---------------------------------------------------------------------------------------------
-
-
-class AiderCoder(Protocol):
-    """The running totals an aider `Coder` keeps (aider/coders/base_coder.py)."""
-
-    total_cost: float
-    total_tokens_sent: int
-    total_tokens_received: int
-
-
-class AiderUsage(NamedTuple):
-    cost_usd: float
-    tokens_sent: int
-    tokens_received: int
-
-
-def aider_usage_snapshot(coder: AiderCoder) -> AiderUsage:
-    """aider's running totals now; take one before a coder run to record what the run spent."""
-    return AiderUsage(coder.total_cost, coder.total_tokens_sent, coder.total_tokens_received)
-
-
-def record_aider_usage(
-    coder: AiderCoder, ledger: Ledger, stage: str, model: str, before: AiderUsage | tuple
-) -> LedgerEntry | None:
-    """Record what aider spent since `before` as one ledger entry; nothing is recorded when it made no call."""
-    spent = AiderUsage(*(now - then for now, then in zip(aider_usage_snapshot(coder), before, strict=True)))
-    if not any(spent):
-        return None
-    return ledger.record(stage, model, spent.tokens_sent, spent.tokens_received, spent.cost_usd)
 
 
 # --- API keys --------------------------------------------------------------------------------------------------

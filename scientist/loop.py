@@ -20,7 +20,7 @@ from .folder import IdeaFolder
 from .metrics import results_block
 from .progress import ProgressView
 from .prompts import render
-from .runner import FATAL_LINT_CODES, lint, run_experiment, run_plot
+from .runner import FATAL_LINT_CODES, RunAttempts, lint, run_plot
 
 log = logging.getLogger(__name__)
 RUN_COMMAND = "python experiment.py --out_dir=run_i"
@@ -48,6 +48,8 @@ class IdeaProgress:
     ran_code: list = field(default_factory=list)
     paper: dict = field(default_factory=dict)
     notes_contradictions: list = field(default_factory=list)
+    reason: str = ""
+    """Why the idea ended early (out of tries), from the last failed try."""
 
 
 def description_from(reply: str) -> str | None:
@@ -83,6 +85,8 @@ class ExperimentLoop:
         self.view = view
         self.baseline = folder.read_final_info(0)
         self.experiment_py = folder.path / "experiment.py"
+        self.attempts = RunAttempts(folder.path)
+        self.last_failure = ""
 
     def update(self, **changes):
         for key, value in changes.items():
@@ -103,8 +107,9 @@ class ExperimentLoop:
         run_number, fails_in_row, description = 1, 0, None
         while True:
             if fails_in_row >= self.settings.max_iters:
-                self.folder.log(f"run {run_number}: {fails_in_row} failed tries in a row; ending the idea")
-                self.update(status="out_of_tries")
+                reason = f"{fails_in_row} failed tries in a row at run {run_number}; the last: {self.last_failure}"
+                self.folder.log(f"ending the idea: {reason}")
+                self.update(status="out_of_tries", reason=reason)
                 break
             last_run_done = run_number > self.settings.max_runs
             self.update(stage="interpreting" if last_run_done else "coding", run=run_number, tries=fails_in_row + 1)
@@ -135,22 +140,24 @@ class ExperimentLoop:
         digest = code_digest(self.experiment_py)
         if not changed or digest in self.progress.ran_code:
             detail = "" if not changed else " that has not already been run"
-            self.folder.log(f"run {run_number}: the edit changed nothing{detail}; not run")
+            self.failed_try(run_number, f"the edit changed nothing{detail}; not run")
             return render("coder_no_change", detail=detail, run_number=run_number), False
         self.folder.commit(f"Coder edit for run {run_number}: {description or 'no description'}")
         problems = lint(self.experiment_py)
         if problems:
-            self.folder.log(f"run {run_number}: lint gate failed:\n{problems}")
+            self.failed_try(run_number, f"lint gate failed:\n{problems}")
             return render("coder_lint_failed", select=FATAL_LINT_CODES, lint_output=problems), False
         self.update(stage="running")
         self.progress.ran_code.append(digest)
-        result = run_experiment(self.python, self.folder.path, run_number, self.settings.run_timeout_s,
-                                self.heartbeat)
+        result, replayed = self.attempts.run(self.python, run_number, digest, self.settings.run_timeout_s,
+                                             self.heartbeat)
+        if replayed:
+            self.folder.log(f"run {run_number}: finished before the resume; its result is reused, not run again")
         if result.timed_out:
-            self.folder.log(f"run {run_number}: timed out after {self.settings.run_timeout_s:.0f} s")
+            self.failed_try(run_number, f"timed out after {self.settings.run_timeout_s:.0f} s")
             return render("coder_run_timeout", run_number=run_number, timeout_s=self.settings.run_timeout_s), False
         if not result.ok:
-            self.folder.log(f"run {run_number}: failed with exit code {result.returncode}")
+            self.failed_try(run_number, f"failed with exit code {result.returncode}")
             return render("coder_run_failed", run_number=run_number, returncode=result.returncode,
                           stderr_tail=result.stderr_tail), False
         info = self.folder.read_final_info(run_number)
@@ -163,6 +170,10 @@ class ExperimentLoop:
         if run_number == self.settings.max_runs:
             return render("coder_last_run", run_number=run_number, results_block=block), True
         return render("coder_next_run", run_number=run_number, next_run=run_number + 1, results_block=block), True
+
+    def failed_try(self, run_number: int, what: str):
+        self.last_failure = what.splitlines()[0]
+        self.folder.log(f"run {run_number}: {what}")
 
     def keep_last_run_code(self, digest_of_last_run: str):
         """After the last run the coder only interprets; an edit it makes anyway is undone, so that experiment.py

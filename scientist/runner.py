@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jsonschema
 
+from .journal import Journal
 from .progress import last_progress_line
 from .sandbox import SandboxPolicy, clean_environment, run_sandboxed
 
@@ -108,6 +109,35 @@ def run_experiment(python: Path, folder: Path, run_number: int, timeout_s: float
         if problem:
             return ProcessResult(1, f"experiment.py exited 0, but {problem}", False, result.seconds)
     return result
+
+
+class RunAttempts:
+    """The experiment runs an idea finished, failed ones included (run_attempts.json, a journal): a resumed idea
+    gets the result of a run it already finished back, with its run folder, instead of running it again."""
+
+    FILE = "run_attempts.json"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.journal = Journal(folder / self.FILE)
+
+    def finished_runs(self) -> set[int]:
+        """The run numbers with a successful run on record (their run_i folders are results)."""
+        return {entry["run"] for entry in self.journal.entries if entry["result"]["returncode"] == 0
+                and not entry["result"]["timed_out"]}
+
+    def run(self, python: Path, run_number: int, code_digest: str, timeout_s: float,
+            on_heartbeat: Callable[[str], None] | None = None) -> tuple[ProcessResult, bool]:
+        """run_experiment, unless this run of this code is on record; returns (result, whether it was replayed)."""
+        key = f"run_{run_number}:{code_digest}"
+        recorded = self.journal.replay("key", key)
+        if recorded is not None:
+            result = ProcessResult(**recorded["result"])
+            if not result.ok or (self.folder / f"run_{run_number}" / "final_info.json").exists():
+                return result, True
+        result = run_experiment(python, self.folder, run_number, timeout_s, on_heartbeat)
+        self.journal.append({"key": key, "run": run_number, "code": code_digest, "result": asdict(result)})
+        return result, False
 
 
 def final_info_problem(path: Path, schema_path: Path) -> str | None:

@@ -1,7 +1,9 @@
 """A scripted LLM for the offline demo and the tests: a litellm CustomLLM that replays written replies.
 
 Only the LLM's words are scripted. The replies go through litellm and then through aider's real parsing and
-edit code, so a SEARCH block that does not match fails exactly as it would with a real model.
+edit code, so a SEARCH block that does not match fails exactly as it would with a real model. A reply may also be
+a fault, {"fault": "rate_limit" | "server_error" | "timeout"}: the provider error a real API raises (HTTP 429, 500,
+a timeout), for the tests of retries and of ideas failing cleanly.
 """
 
 import json
@@ -12,15 +14,21 @@ from litellm import CustomLLM
 
 PROVIDER = "scripted"
 DEMO_MODEL = f"{PROVIDER}/demo"
-DEMO_SCRIPT = Path(__file__).resolve().parent.parent / "demo" / "script.json"
 
 
 class ScriptExhausted(RuntimeError):
     """The scripted model was asked for more replies than it was given."""
 
 
+FAULTS = {
+    "rate_limit": lambda: litellm.RateLimitError("scripted HTTP 429", llm_provider=PROVIDER, model=DEMO_MODEL),
+    "server_error": lambda: litellm.InternalServerError("scripted HTTP 500", llm_provider=PROVIDER, model=DEMO_MODEL),
+    "timeout": lambda: litellm.Timeout("scripted timeout", model=DEMO_MODEL, llm_provider=PROVIDER),
+}
+
+
 class ScriptedLLM(CustomLLM):
-    def __init__(self, replies: list[str]):
+    def __init__(self, replies: list[str | dict]):
         super().__init__()
         self.replies = list(replies)
         self.prompts: list[list[dict]] = []
@@ -29,10 +37,16 @@ class ScriptedLLM(CustomLLM):
         self.prompts.append([dict(m) for m in messages])  # a copy: callers may keep appending to theirs
         if not self.replies:
             raise ScriptExhausted(f"the scripted model has no reply left for call {len(self.prompts)}")
-        return litellm.completion(model="openai/scripted", messages=messages, mock_response=self.replies.pop(0))
+        reply = self.replies.pop(0)
+        if isinstance(reply, dict):
+            raise FAULTS[reply["fault"]]()
+        if not reply:  # litellm takes an empty mock_response for "no mock" and would call the real API
+            return litellm.ModelResponse(model=model, choices=[litellm.Choices(
+                index=0, finish_reason="stop", message=litellm.Message(role="assistant", content=""))])
+        return litellm.completion(model="openai/scripted", messages=messages, mock_response=reply)
 
 
-def register_scripted(replies: list[str]) -> ScriptedLLM:
+def register_scripted(replies: list[str | dict]) -> ScriptedLLM:
     """Route the model string 'scripted/<anything>' to a ScriptedLLM holding these replies."""
     handler = ScriptedLLM(replies)
     others = [p for p in (litellm.custom_provider_map or []) if p["provider"] != PROVIDER]
@@ -47,6 +61,6 @@ def register_scripted(replies: list[str]) -> ScriptedLLM:
     return handler
 
 
-def load_demo_script() -> dict:
-    """The demo's idea and its replies (demo/script.json)."""
-    return json.loads(DEMO_SCRIPT.read_text())
+def load_demo_script(path: Path) -> dict:
+    """A demo's idea and its replies (demo/script.json, unless --demo-script names another)."""
+    return json.loads(path.read_text())

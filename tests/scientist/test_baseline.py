@@ -52,6 +52,6 @@ def test_a_baseline_made_with_other_settings_is_moved_aside_and_rebuilt(template
     assert rebuilt["training"]["means"]["seed"] == 7
     assert json.loads((template / "run_0" / FINGERPRINT_FILE).read_text())["settings"]["SAE_SEED"] == "7"
 
-    folder = IdeaFolder.create(tmp_path / "results", "sae_variants", "idea", template)
+    folder = IdeaFolder.create(tmp_path / "results", "sae_variants", {"Name": "idea"}, template)
     assert (folder.path / "run_0" / "final_info.json").exists()
     assert not list(folder.path.glob("run_0.stale-*"))

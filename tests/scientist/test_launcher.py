@@ -39,11 +39,20 @@ def test_missing_api_key_fails_before_any_work(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("flags, expected", [
     (["--parallel", "2"], "--parallel/--gpus: running ideas in parallel is not available yet"),
-    (["--resume", "results/x"], "--resume: resuming an interrupted idea is not available yet"),
 ])
 def test_flags_of_stages_not_built_yet_fail_clearly(flags, expected, tmp_path, capsys):
     code = main(["--model", "scripted/demo", "--skip-idea-generation", "--results-dir", str(tmp_path), *flags])
     assert code == 2
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda tmp: tmp / "missing", "no such folder; --resume takes an idea folder or results/<experiment>"),
+    (lambda tmp: (tmp / "state.json").write_text("{}") and tmp,
+     "not an idea folder made by this version (no idea.json, launch.json, .git)"),
+])
+def test_resume_of_a_folder_that_is_not_an_idea_folder_fails_clearly(make, expected, tmp_path, capsys):
+    assert main(["--resume", str(make(tmp_path))]) == 2
     assert expected in capsys.readouterr().err
 
 

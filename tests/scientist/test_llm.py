@@ -3,7 +3,6 @@
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,12 +11,11 @@ from scientist.llm import (
     BudgetExceeded,
     Ledger,
     LedgerError,
+    LLMUnavailable,
     MissingApiKey,
     RetrySettings,
-    aider_usage_snapshot,
     complete,
     configure_offline_litellm,
-    record_aider_usage,
     require_api_key,
     retry_rule_for,
 )
@@ -123,9 +121,10 @@ def test_transient_errors_are_retried(scripted, ledger, error):
 def test_auth_errors_and_bad_requests_are_not_retried(scripted, ledger, error):
     provider = scripted(error, "never returned")
 
-    with pytest.raises(type(error)):
+    with pytest.raises(LLMUnavailable, match="without retrying") as failure:
         ask(MODEL, ledger)
 
+    assert isinstance(failure.value.__cause__, type(error))
     assert provider.calls == 1
     assert ledger.entries == ()
 
@@ -133,7 +132,7 @@ def test_auth_errors_and_bad_requests_are_not_retried(scripted, ledger, error):
 def test_gives_up_after_the_last_attempt_with_the_provider_error(scripted, ledger):
     provider = scripted(*[rate_limit() for _ in range(3)], "too late")
 
-    with pytest.raises(litellm.RateLimitError):
+    with pytest.raises(LLMUnavailable, match=r"rate limited the request \(HTTP 429\)\. Gave up after 3 attempts"):
         ask(MODEL, ledger, retry=RetrySettings(attempts=3, initial_wait_s=0, max_wait_s=0, jitter_s=0))
 
     assert provider.calls == 3
@@ -261,27 +260,49 @@ def test_a_corrupt_ledger_names_its_file(tmp_path, content):
         Ledger(path)
 
 
-# --- aider ---
+# --- replay on resume ---
 
 
-def test_aider_usage_is_recorded_as_the_delta_since_the_snapshot(ledger):
-    coder = SimpleNamespace(total_cost=0.10, total_tokens_sent=1000, total_tokens_received=200)
-    before = aider_usage_snapshot(coder)
-    coder.total_cost, coder.total_tokens_sent, coder.total_tokens_received = 0.25, 1500, 260
+def test_a_call_already_made_is_replayed_from_the_ledger_and_not_paid_again(scripted, tmp_path):
+    path = tmp_path / "cost_ledger.json"
+    provider = scripted("first answer", "second answer", "a new answer")
+    first_launch = Ledger(path)
+    assert ask(MODEL, first_launch) == "first answer"
+    assert ask(MODEL, first_launch) == "second answer"  # the same question twice (independent reviews do this)
 
-    entry = record_aider_usage(coder, ledger, "coding", "anthropic/claude-sonnet-4-5", before)
+    resumed = Ledger(path)
+    assert [ask(MODEL, resumed), ask(MODEL, resumed)] == ["first answer", "second answer"]
+    assert provider.calls == 2
+    assert len(resumed.entries) == 2 and resumed.replies_to_replay == 0
 
-    assert (entry.stage, entry.model, entry.prompt_tokens, entry.completion_tokens) == (
-        "coding", "anthropic/claude-sonnet-4-5", 500, 60
-    )
-    assert entry.cost_usd == pytest.approx(0.15)
+    assert ask(MODEL, resumed) == "a new answer"  # every recorded reply is used up: the model is asked
+    assert provider.calls == 3
+    assert [e.reply for e in Ledger(path).entries] == ["first answer", "second answer", "a new answer"]
 
 
-def test_an_aider_run_without_calls_records_nothing(ledger):
-    coder = SimpleNamespace(total_cost=0.10, total_tokens_sent=1000, total_tokens_received=200)
+def test_replay_ignores_the_system_prompt_but_not_the_question(scripted, tmp_path):
+    path = tmp_path / "cost_ledger.json"
+    provider = scripted("recorded", "asked anew")
+    complete(MODEL, [{"role": "system", "content": "Current date: 2026-11-20"}, *MESSAGES], stage="coding",
+             ledger=Ledger(path), budget=Budget(None), retry=NO_WAIT)
 
-    assert record_aider_usage(coder, ledger, "coding", MODEL, aider_usage_snapshot(coder)) is None
-    assert ledger.entries == ()
+    resumed = Ledger(path)
+    next_day = [{"role": "system", "content": "Current date: 2026-11-21"}, *MESSAGES]
+    assert complete(MODEL, next_day, stage="coding", ledger=resumed, budget=Budget(None)) == "recorded"
+    other = [{"role": "user", "content": "Propose another SAE variant."}]
+    assert complete(MODEL, other, stage="coding", ledger=resumed, budget=Budget(None), retry=NO_WAIT) == "asked anew"
+    assert provider.calls == 2
+
+
+def test_a_replayed_call_needs_no_budget(scripted, tmp_path):
+    path = tmp_path / "cost_ledger.json"
+    scripted("paid once")
+    ask(MODEL, Ledger(path))
+    resumed = Ledger(path)
+
+    assert ask(MODEL, resumed, budget=Budget(0.0, [resumed])) == "paid once"
+    with pytest.raises(BudgetExceeded):
+        ask(MODEL, resumed, budget=Budget(0.0, [resumed]))
 
 
 # --- API keys and offline setup ---

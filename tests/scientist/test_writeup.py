@@ -24,7 +24,7 @@ NO_CHANGE = "The section is consistent with the notes; no change is needed."
 def idea(templates_dir, tmp_path):
     """An idea folder with the tiny baseline and one run whose numbers differ from it, as the loop leaves it."""
     template = templates_dir / "sae_variants"
-    folder = IdeaFolder.create(tmp_path / "results", "sae_variants", "topk_probe", template)
+    folder = IdeaFolder.create(tmp_path / "results", "sae_variants", IDEA, template)
     baseline = json.loads((folder.path / "run_0" / "final_info.json").read_text())
     run = copy.deepcopy(baseline)
     run["core"]["means"].update(explained_variance=0.91234, mse=12.5, dead_fraction=0.25)
