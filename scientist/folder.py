@@ -26,6 +26,7 @@ TEMPLATE_IGNORE = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pyte
 IDEA_GITIGNORE = ("__pycache__/\n*.pyc\nrun_*/sae/\n*.npy\n.aider*\nlogs/\nlatex/paper.*\n!latex/paper.tex\n"
                   "/run_[1-9]*/\n/log.txt\n/cost_ledger.json\n/run_attempts.json\n")
 SURVIVES_REPLAY = ("/run_*/", "/log.txt", "/cost_ledger.json", "/run_attempts.json", "/logs/")
+STAGING = ".staging"
 IDEA_FILE = "idea.json"
 LAUNCH_FILE = "launch.json"
 STATE_FILE = "state.json"
@@ -47,7 +48,11 @@ class IdeaFolder:
     @classmethod
     def create(cls, results_dir: Path, experiment: str, idea: dict, template_dir: Path,
                launch: dict | None = None) -> "IdeaFolder":
-        path = Path(results_dir) / experiment / f"{time.strftime('%Y%m%d_%H%M%S')}_{slug(idea['Name'])}"
+        final = Path(results_dir) / experiment / f"{time.strftime('%Y%m%d_%H%M%S')}_{slug(idea['Name'])}"
+        # Made under .staging/ and renamed into place once committed: a launch killed half-way through leaves no
+        # folder that looks like an idea but cannot be resumed.
+        path = final.parent / STAGING / final.name
+        shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(template_dir, path, ignore=_ignore_runs_but_baseline(TEMPLATE_IGNORE))
         (path / ".gitignore").write_text(IDEA_GITIGNORE)
         (path / "notes.txt").touch()
@@ -59,9 +64,9 @@ class IdeaFolder:
         with repo.config_writer() as config:
             config.set_value("user", "name", "SAE Scientist")
             config.set_value("user", "email", "scientist@localhost")
-        folder = cls(path, repo)
-        folder.commit("Template copy with the baseline run_0")
-        return folder
+        cls(path, repo).commit("Template copy with the baseline run_0")
+        path.rename(final)
+        return cls(final, git.Repo(final))
 
     @classmethod
     def open(cls, path: Path) -> "IdeaFolder":

@@ -9,6 +9,7 @@ coder should fix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -568,6 +569,34 @@ def compile_pdf(latex_dir: Path, timeout_s: float = 120, check_only: bool = Fals
     shutil.copyfile(_build_file(latex_dir, ".pdf"), pdf)
     log = _read(_build_file(latex_dir, ".log"))
     return CompileResult(True, pdf, _log_warnings(log, latex_dir), log[-LOG_TAIL_CHARS:])
+
+
+class PassedChecks:
+    """The sources of every check-only compile that passed, by digest, in a JSON file (the idea's
+    logs/latex_checks.json): a resumed idea replaying its write-up does not compile again what compiled before."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.digests: set[str] = set(json.loads(path.read_text())) if path.exists() else set()
+
+    def compile(self, latex_dir: Path) -> CompileResult:
+        digest = sources_digest(latex_dir)
+        if digest in self.digests:
+            return CompileResult(True, None, [], "")
+        result = compile_pdf(latex_dir, check_only=True)
+        if result.ok:
+            self.digests.add(digest)
+            atomic_write_text(self.path, json.dumps(sorted(self.digests)))
+        return result
+
+
+def sources_digest(latex_dir: Path) -> str:
+    """A digest of every file pdflatex may read from latex_dir: all of them but its own build outputs."""
+    build = {_build_file(latex_dir, suffix) for suffix in BUILD_SUFFIXES}
+    digest = hashlib.sha256()
+    for path in sorted(p for p in latex_dir.rglob("*") if p.is_file() and p not in build):
+        digest.update(str(path.relative_to(latex_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 # --- checks ---

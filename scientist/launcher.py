@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
 MIN_CACHE_FREE_GB = 3
 # Beyond the LaTeX tools that scientist.latex checks: the reviewers read the PDF as text.
 WRITEUP_TOOLS = ("pdftotext",)
+# What the loop runs and reads in every template: the experiment, its plots, and the schema its results follow.
+TEMPLATE_FILES = ("experiment.py", "plot.py", "final_info.schema.json")
+# A template may check its own settings before any spend; see check_template_settings.
+TEMPLATE_CHECK = "sae_harness/check.py"
 
 
 class LaunchError(Exception):
@@ -133,9 +138,17 @@ def preflight(args: argparse.Namespace, template: Path) -> tuple[str, list[dict]
             problems.append(str(err))
             return None
 
-    template_found = (template / "experiment.py").exists()
+    template_found = template.is_dir()
     if not template_found:
-        problems.append(f"{template}: no experiment.py; --experiment names a folder under {args.templates_dir}")
+        known = sorted(path.parent.name for path in args.templates_dir.glob("*/experiment.py"))
+        problems.append(f"{template}: no such template; --experiment names a folder under {args.templates_dir} "
+                        f"({', '.join(known) or 'none there'})")
+    else:
+        missing = [name for name in TEMPLATE_FILES if not (template / name).exists()]
+        if missing:
+            problems.append(f"{template}: the template lacks {', '.join(missing)}; a template needs "
+                            f"{', '.join(TEMPLATE_FILES)} (see templates/sae_variants)")
+            template_found = False
     if args.model != DEMO_FLAG:
         check(require_api_key, args.model)
     ideas, generate = [], False
@@ -147,7 +160,8 @@ def preflight(args: argparse.Namespace, template: Path) -> tuple[str, list[dict]
             # The seeds are not run: generation is told about them, so that it does not repeat them.
             ideas, generate = check(load_idea_files, [template / SEED_IDEAS]) or [], True
     if template_found:
-        check(template_python, template)
+        if check(template_python, template):
+            check(check_template_settings, template)
         if args.writeup:
             check(check_writeup_tools, template)
     check(check_results_dir, args.results_dir)
@@ -188,6 +202,32 @@ def check_writeup_tools(template: Path):
         raise LaunchError(f"{template / LATEX_TEMPLATE}: the template has no paper.tex; --writeup needs one.")
 
 
+def check_template_settings(template: Path):
+    """The template's own check (sae_harness/check.py) reads the settings exactly as a run will: a config value of the
+    wrong type, a preset sized for a GPU on a machine without one. It also fetches what a hub preset needs (model
+    and corpus), since runs have no network: so it runs outside the sandbox, online, with HF_TOKEN (gated models)
+    and no other secret."""
+    from .runner import scrubbed_environment
+    from .sandbox import OFFLINE
+
+    if not (template / TEMPLATE_CHECK).exists():
+        return
+    module = TEMPLATE_CHECK.removesuffix(".py").replace("/", ".")
+    # Online, unless the user made the Hugging Face libraries offline themselves.
+    env = {name: value for name, value in scrubbed_environment().items() if name not in OFFLINE or name in os.environ}
+    if os.environ.get("HF_TOKEN"):
+        env["HF_TOKEN"] = os.environ["HF_TOKEN"]
+    try:
+        result = subprocess.run([str(template_python(template)), "-m", module, "--prefetch"], cwd=template,
+                                capture_output=True, text=True, timeout=3600, env=env)
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
+        raise LaunchError(f"{template / TEMPLATE_CHECK}: the template's check did not report "
+                          f"({type(err).__name__}); run `{module}` in {template} to see why") from None
+    if report["problems"]:
+        raise LaunchError("; ".join(report["problems"]))
+
+
 def template_python(template: Path) -> Path:
     python = template / ".venv" / "bin" / "python"
     if not python.exists():
@@ -218,11 +258,11 @@ def launch(args: argparse.Namespace) -> int:
     if args.resume:
         return resume(args)
     template = args.templates_dir / args.experiment
+    if args.preset:
+        os.environ["SAE_PRESET"] = args.preset
     model, ideas, generate = preflight(args, template)
     if model == DEMO_FLAG:
         ideas = [use_demo_script(args.demo_script)["idea"]]
-    if args.preset:
-        os.environ["SAE_PRESET"] = args.preset
     python = template_python(template)
     ensure_baseline(template, python, args.run_timeout)
 
@@ -289,13 +329,15 @@ def resume(args: argparse.Namespace) -> int:
         raise LaunchError(f"{args.resume}: its ideas come from launches with different settings; resume them one "
                           f"folder at a time (for example --resume {others[0]})")
     template = resumed.templates_dir / resumed.experiment
+    if resumed.preset:
+        os.environ["SAE_PRESET"] = resumed.preset
     problems = []
     if resumed.model != DEMO_FLAG:
         try:
             require_api_key(resumed.model)
         except MissingApiKey as err:
             problems.append(str(err))
-    checks = [template_python] + ([check_writeup_tools] if resumed.writeup else [])
+    checks = [template_python, check_template_settings] + ([check_writeup_tools] if resumed.writeup else [])
     for check in checks:
         try:
             check(template)
@@ -306,8 +348,6 @@ def resume(args: argparse.Namespace) -> int:
         raise LaunchError(f"{len(problems)} problem(s) found before resuming; nothing was changed:\n{listing}")
     if resumed.model == DEMO_FLAG:
         use_demo_script(resumed.demo_script, len(Ledger(folders[0].path / LEDGER_FILE).entries))
-    if resumed.preset:
-        os.environ["SAE_PRESET"] = resumed.preset
     return run_ideas(resumed, folders, Budget(args.budget_usd), resumed=True)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from .claims import contradictions_by_file
 from .coder import Coder
 from .folder import IdeaFolder
-from .latex import (SECTIONS, LatexProblem, check_paper, chktex, compile_pdf, copy_template, write_bibliography,
-                    write_figures, write_results_table)
+from .latex import (SECTIONS, LatexProblem, PassedChecks, check_paper, chktex, compile_pdf, copy_template,
+                    write_bibliography, write_figures, write_results_table)
 from .llm import Budget, Ledger
 from .prompts import PROMPTS_DIR, render
 
@@ -52,6 +52,7 @@ class PaperWriter:
         self.cite_keys = write_bibliography(papers, self.latex_dir)
         self.tips = json.loads((PROMPTS_DIR / "writeup_tips.json").read_text())
         self.reverted: list[str] = []
+        self.checks = PassedChecks(folder.path / "logs" / "latex_checks.json")
 
     def write(self) -> WriteupResult:
         first = compile_pdf(self.latex_dir)
@@ -87,13 +88,13 @@ class PaperWriter:
         """One coder turn on one section file, then compile; fix from the log, or revert the section."""
         coder = Coder(self.folder.path, [self.section_file(section)], self.model, self.ledger, self.budget)
         coder.ask(prompt, stage=f"writeup_{section}")
-        result = compile_pdf(self.latex_dir, check_only=True)
+        result = self.checks.compile(self.latex_dir)
         for _ in range(FIX_ATTEMPTS):
             if result.ok:
                 break
             coder.ask(render("writeup_latex_error", section_file=self.section_file(section),
                              problems=_listing(result.problems), log_tail=result.log_tail), stage=f"writeup_{section}")
-            result = compile_pdf(self.latex_dir, check_only=True)
+            result = self.checks.compile(self.latex_dir)
         if not result.ok:
             self.folder.repo.git.checkout("HEAD", "--", self.section_file(section))
             self.reverted.append(section)

@@ -311,3 +311,15 @@ def test_chktex_reports_real_warnings_and_drops_style_noise(latex_dir):
 def test_tools_missing_names_each_absent_tool(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert latex.tools_missing() == ["pdflatex", "bibtex", "chktex"]
+
+
+def test_a_check_compile_that_passed_is_not_run_again_for_the_same_sources(idea_dir, latex_dir, monkeypatch):
+    checks = latex.PassedChecks(idea_dir / "logs" / "latex_checks.json")
+    assert checks.compile(latex_dir).ok
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # pdflatex cannot run now: only a remembered pass can succeed
+    resumed = latex.PassedChecks(idea_dir / "logs" / "latex_checks.json")
+    assert resumed.compile(latex_dir).ok
+    append(latex_dir, "results", "Changed text.")
+    with pytest.raises(FileNotFoundError):
+        resumed.compile(latex_dir)

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -166,3 +167,48 @@ def test_every_problem_found_before_any_work_is_reported_at_once(tmp_path, monke
     assert f"{ideas}: line 1, column 2: not valid JSON" in err
     assert "--writeup latex needs pdflatex" in err
     assert f"{blocked / 'results'}: the results folder cannot be written" in err
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("environment", "environment variable SAE_DICT_SIZE: dict_size = 'big' is not a valid int"),
+    ("config.toml", "config.toml: dict_size = 'big' is not a valid int"),
+    ("preset", "preset gemma-2-2b-l12 is sized for a GPU"),
+])
+def test_settings_a_run_would_refuse_stop_the_launch_before_any_work(setting, expected, templates_dir, tmp_path,
+                                                                     monkeypatch, capsys):
+    """The template's own check (sae_harness/check.py) reads the settings as a run will, before any spend."""
+    templates = tmp_path / "templates"
+    shutil.copytree(templates_dir, templates, symlinks=True)
+    config = templates / "sae_variants" / "config.toml"
+    extra = []
+    if setting == "environment":
+        monkeypatch.setenv("SAE_DICT_SIZE", "big")
+    elif setting == "config.toml":
+        config.write_text(config.read_text().replace("dict_size = 2048", 'dict_size = "big"'))
+    else:
+        extra = ["--preset", "gemma-2-2b-l12"]
+        monkeypatch.setenv("SAE_PRESET", "gemma-2-2b-l12")  # so that the launcher's own setting is undone after
+        monkeypatch.setenv("SAE_DEVICE", "cpu")
+    code = main(["--model", "scripted/demo", "--skip-idea-generation", "--templates-dir", str(templates),
+                 "--results-dir", str(tmp_path / "results"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "found before any work; nothing was run or spent" in err and expected in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_unknown_template_and_a_template_missing_files_are_named(templates_dir, tmp_path, capsys):
+    templates = tmp_path / "templates"
+    shutil.copytree(templates_dir, templates, symlinks=True)
+    (templates / "sae_variants" / "plot.py").unlink()
+    (templates / "sae_variants" / "final_info.schema.json").unlink()
+    base = ["--model", "scripted/demo", "--skip-idea-generation", "--templates-dir", str(templates),
+            "--results-dir", str(tmp_path / "results")]
+
+    assert main([*base, "--experiment", "sae_variantz"]) == 2
+    assert (f"{templates / 'sae_variantz'}: no such template; --experiment names a folder under {templates} "
+            "(sae_variants)") in capsys.readouterr().err
+    assert main(base) == 2
+    assert (f"{templates / 'sae_variants'}: the template lacks plot.py, final_info.schema.json"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "results").exists()

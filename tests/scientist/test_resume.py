@@ -144,7 +144,7 @@ def comparable(folder: Path) -> dict:
     git_log = subprocess.run(["git", "log", "--format=%s"], cwd=folder, capture_output=True, text=True).stdout
     return {
         "runs": {p.name: without_timings(json.loads((p / "final_info.json").read_text()))
-                 for p in sorted(folder.glob("run_*"))},
+                 for p in sorted(folder.glob("run_*")) if p.is_dir()},
         "notes": [line for line in (folder / "notes.txt").read_text().splitlines() if not TIMING.search(line)],
         "code": {name: (folder / name).read_text() for name in ("experiment.py", "plot.py")},
         "sections": {p.name: p.read_text() for p in sorted((folder / "latex" / "sections").glob("*.tex"))},

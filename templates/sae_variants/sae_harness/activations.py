@@ -45,12 +45,13 @@ class ActivationKey:
 class ActivationSource:
     """Computes activations of one split with the language model, batch by batch."""
 
-    def __init__(self, model, key: ActivationKey, layer: int, lm_batch_prompts: int):
+    def __init__(self, model, key: ActivationKey, layer: int, lm_batch_prompts: int, cache_dir: Path | None = None):
         self.model, self.key, self.layer, self.lm_batch_prompts = model, key, layer, lm_batch_prompts
+        self.cache_dir = cache_dir
 
     def batches(self, desc: str) -> Iterator[torch.Tensor]:
         tokens = token_rows(self.key.corpus, self.key.split, self.model.tokenizer,
-                            self.key.context_length, self.key.n_tokens)
+                            self.key.context_length, self.key.n_tokens, self.cache_dir)
         with tqdm(total=self.key.n_tokens, desc=desc, unit="tok", unit_scale=True) as bar:
             for start in range(0, len(tokens), self.lm_batch_prompts):
                 batch = tokens[start:start + self.lm_batch_prompts].to(self.model.cfg.device)

@@ -117,7 +117,7 @@ def saebench_core(sae: SAEBase, workspace) -> tuple[dict, dict]:
         exclude_special_tokens_from_reconstruction=True,
     )
     _, sae, _ = load_and_format_sae("custom", sae, device)
-    texts = heldout_texts(workspace.preset.corpus, n_docs=256)
+    texts = heldout_texts(workspace.preset.corpus, n_docs=256, cache_dir=workspace.cache_dir)
     store = ActivationsStore.from_sae(
         model, sae, dataset=Dataset.from_dict({"text": texts}), context_size=context, streaming=False,
         store_batch_size_prompts=eval_config.batch_size_prompts, device=device,

@@ -31,6 +31,8 @@ class Preset:
     eval_sparsity_batches: dict
     hub_evals: bool
     """Whether SAEBench's dataset-based evals (sparse probing, absorption, SCR/TPP, unlearning) are attempted."""
+    needs_gpu: bool
+    """Whether the preset's sizes (config.toml) are meant for a GPU: on a CPU a run would take days."""
 
     @property
     def hook_name(self) -> str:
@@ -58,6 +60,7 @@ def _hub_preset(name, model_name, layer, d_model, gpu_prompts, gpu_dtype="float3
         eval_reconstruction_batches={"cpu": 4, "cuda": 10},
         eval_sparsity_batches={"cpu": 8, "cuda": 20},
         hub_evals=True,
+        needs_gpu=True,
     )
 
 
@@ -79,6 +82,7 @@ PRESETS: dict[str, Preset] = {
             eval_reconstruction_batches={"cpu": 3, "cuda": 10},
             eval_sparsity_batches={"cpu": 4, "cuda": 20},
             hub_evals=False,
+            needs_gpu=False,
         ),
         _hub_preset("pythia-70m-deduped", "EleutherAI/pythia-70m-deduped", 3, 512, gpu_prompts=256),
         _hub_preset("gpt2", "gpt2", 8, 768, gpu_prompts=256),

@@ -55,7 +55,7 @@ class Workspace:
         def source(split: str, n_tokens: int) -> ActivationSource:
             key = ActivationKey(preset.model_name, preset.hook_name, preset.corpus, split, n_tokens, context,
                                 str(preset.torch_dtype(device)))
-            return ActivationSource(model, key, preset.layer, lm_batch)
+            return ActivationSource(model, key, preset.layer, lm_batch, cache_dir)
 
         train = cached_or_streamed(source("train", config.training_tokens), cache_dir, config.cache_max_gb,
                                    preset.d_model)
