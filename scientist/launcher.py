@@ -85,8 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "the settings are the launch's own (launch.json), except --budget-usd.")
     parser.add_argument("--demo-script", type=Path, default=REPO / "demo" / "script.json",
                         help="The scripted replies --model demo plays (default demo/script.json).")
-    parser.add_argument("--parallel", type=int, default=1, help="Ideas run at once.")
-    parser.add_argument("--gpus", default=None, help="Comma-separated GPU ids for parallel ideas.")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="Ideas run at once, each in a worker process of its own (default 1). Without --gpus each "
+                             "worker gets an equal share of the CPU cores.")
+    parser.add_argument("--gpus", default=None,
+                        help="Comma-separated GPU ids (e.g. 0,1,2,3): one worker per GPU, through "
+                             "CUDA_VISIBLE_DEVICES; --parallel defaults to their number.")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="Where workers run: this machine (default) or a Ray cluster, each idea a Ray task (one "
+                             "GPU each when the cluster has GPUs). See README.md, 'Many ideas at once'.")
+    parser.add_argument("--ray-address", default="auto",
+                        help="The Ray cluster for --executor ray: 'auto' (the one this machine belongs to) or "
+                             "HOST:PORT of its head node.")
     parser.add_argument("--preset", default=None, help="Model preset for the runs (sets SAE_PRESET).")
     parser.add_argument("--writeup", choices=["latex"], default=None,
                         help="Write each idea up as a LaTeX paper (paper.pdf in its folder), review it, and list it "
@@ -97,14 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def refuse_unbuilt_flags(args: argparse.Namespace):
-    """Flags whose stages are not built yet fail clearly rather than being ignored."""
-    unbuilt = [
-        (args.parallel != 1 or args.gpus, "--parallel/--gpus", "running ideas in parallel"),
-    ]
-    for used, flag, stage in unbuilt:
-        if used:
-            raise LaunchError(f"{flag}: {stage} is not available yet in this version; leave the flag out.")
+def check_worker_flags(args: argparse.Namespace):
+    """--parallel, --gpus, --executor and --ray-address, checked before anything is made."""
+    args.gpu_ids = [gpu.strip() for gpu in args.gpus.split(",") if gpu.strip()] if args.gpus else []
+    if args.gpus is not None and not args.gpu_ids:
+        raise LaunchError(f"--gpus {args.gpus!r}: give GPU ids separated by commas, e.g. --gpus 0,1")
+    if args.parallel < 1:
+        raise LaunchError(f"--parallel {args.parallel}: give the number of ideas to run at once, 1 or more")
+    if args.gpu_ids and args.parallel == 1:
+        args.parallel = len(args.gpu_ids)
+    if args.parallel > len(args.gpu_ids) > 0:
+        raise LaunchError(f"--parallel {args.parallel} with --gpus {args.gpus}: one worker per GPU; give --parallel "
+                          f"{len(args.gpu_ids)} or more GPUs")
+    if args.executor == "ray":
+        if args.gpu_ids:
+            raise LaunchError("--gpus: with --executor ray, Ray gives each idea a GPU; leave --gpus out")
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise LaunchError("--executor ray needs the ray package (`make setup` installs it)") from None
 
 
 def write_new_idea(path: Path) -> int:
@@ -152,8 +173,8 @@ def preflight(args: argparse.Namespace, template: Path) -> tuple[str, list[dict]
     if args.model != DEMO_FLAG:
         check(require_api_key, args.model)
     ideas, generate = [], False
-    if template_found and args.model != DEMO_FLAG:
-        if args.ideas or args.skip_idea_generation:
+    if template_found and (args.model != DEMO_FLAG or args.ideas):
+        if args.ideas or args.skip_idea_generation or args.model == DEMO_FLAG:
             ideas = check(load_idea_files, args.ideas or [template / SEED_IDEAS]) or []
         else:
             check(template_prompt, template)
@@ -250,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 def launch(args: argparse.Namespace) -> int:
     from .folder import IdeaFolder
 
-    refuse_unbuilt_flags(args)
+    check_worker_flags(args)
     if args.new_idea:
         return write_new_idea(args.new_idea)
     if args.check_ideas:
@@ -262,7 +283,8 @@ def launch(args: argparse.Namespace) -> int:
         os.environ["SAE_PRESET"] = args.preset
     model, ideas, generate = preflight(args, template)
     if model == DEMO_FLAG:
-        ideas = [use_demo_script(args.demo_script)["idea"]]
+        script = use_demo_script(args.demo_script)
+        ideas = ideas or [script["idea"]]  # with --ideas, each idea plays the script from its start
     python = template_python(template)
     ensure_baseline(template, python, args.run_timeout)
 
@@ -279,11 +301,37 @@ def launch(args: argparse.Namespace) -> int:
     # with --resume results/<experiment>.
     record = {name: str(value) if isinstance(value, Path) else value
               for name, value in vars(args).items() if name in RESUMED_SETTINGS}
+    record[LAUNCH_ID] = f"{time.strftime('%Y%m%d_%H%M%S')}-{os.getpid()}"
     folders = [IdeaFolder.create(args.results_dir, args.experiment, idea, template, record) for idea in ideas]
+    if args.parallel > 1 or args.executor == "ray":
+        return run_workers(args, folders)
     return run_ideas(args, folders, budget)
 
 
-# What an idea folder's launch.json keeps of the launch, so that --resume continues with the same settings.
+def run_workers(args: argparse.Namespace, folders: list) -> int:
+    """Each idea in a worker process of its own (scientist/workers.py), here or on Ray; the report at the end."""
+    from .report import write_report
+    from .workers import exit_code, run_locally, run_on_ray, worker_for
+
+    workers = [worker_for(folder.path, args.budget_usd) for folder in folders]
+    where = f"Ray at {args.ray_address}" if args.executor == "ray" else f"{args.parallel} at once"
+    print(f"{len(workers)} idea(s) in workers ({where}); each worker's output is in <idea folder>/logs/worker.log",
+          flush=True)
+    if args.executor == "ray":
+        codes = run_on_ray(workers, args.ray_address)
+    else:
+        codes = run_locally(workers, args.parallel, args.gpu_ids)
+    write_report(args.results_dir / args.experiment)
+    failed = [f"{folder.name} (exit {code})" for folder, code in codes.items() if code]
+    if failed:
+        print("launch_scientist.py: these ideas did not finish (their folders and logs/worker.log say why; --resume "
+              "FOLDER goes on): " + "; ".join(failed), file=sys.stderr)
+    return exit_code(codes)
+
+
+# What an idea folder's launch.json keeps of the launch, so that --resume continues with the same settings; and the
+# launch's id, which tells the ideas of one launch (they share its budget).
+LAUNCH_ID = "launch_id"
 RESUMED_SETTINGS = ("model", "demo_script", "max_runs", "max_iters", "run_timeout", "writeup", "num_reviews", "preset",
                     "experiment", "templates_dir", "results_dir")
 
@@ -324,7 +372,11 @@ def resume(args: argparse.Namespace) -> int:
     for name, value in stored.items():
         setattr(resumed, name, Path(value) if name.endswith("_dir") or name == "demo_script" else value)
     resumed.budget_usd = args.budget_usd
-    others = [f.path for f in folders[1:] if f.launch != stored]
+
+    def settings(folder) -> dict:
+        return {name: value for name, value in folder.launch.items() if name != LAUNCH_ID}
+
+    others = [f.path for f in folders[1:] if settings(f) != settings(folders[0])]
     if others:
         raise LaunchError(f"{args.resume}: its ideas come from launches with different settings; resume them one "
                           f"folder at a time (for example --resume {others[0]})")
@@ -348,7 +400,27 @@ def resume(args: argparse.Namespace) -> int:
         raise LaunchError(f"{len(problems)} problem(s) found before resuming; nothing was changed:\n{listing}")
     if resumed.model == DEMO_FLAG:
         use_demo_script(resumed.demo_script, len(Ledger(folders[0].path / LEDGER_FILE).entries))
-    return run_ideas(resumed, folders, Budget(args.budget_usd), resumed=True)
+    budget = Budget(args.budget_usd)
+    # The launch's budget covers all its ideas, also those other workers run: their ledgers are read at each check.
+    budget.watch(path / LEDGER_FILE for path in launch_siblings(folders))
+    return run_ideas(resumed, folders, budget, resumed=True)
+
+
+def launch_siblings(folders: list) -> list[Path]:
+    """The other idea folders of the launches these folders come from."""
+    from .folder import LAUNCH_FILE
+
+    launches = {folder.launch.get(LAUNCH_ID) for folder in folders} - {None}
+    mine = {folder.path.resolve() for folder in folders}
+    siblings = []
+    for launch_file in folders[0].path.parent.glob(f"*/{LAUNCH_FILE}"):
+        try:
+            launch_id = json.loads(launch_file.read_text()).get(LAUNCH_ID)
+        except (OSError, ValueError):
+            continue
+        if launch_id in launches and launch_file.parent.resolve() not in mine:
+            siblings.append(launch_file.parent)
+    return siblings
 
 
 def resumable_folders(path: Path) -> list:

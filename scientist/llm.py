@@ -172,6 +172,7 @@ class Budget:
             raise ValueError(f"{BUDGET_FLAG} must be >= 0, got {limit_usd}")
         self.limit_usd = limit_usd
         self._ledgers: list[Ledger] = []
+        self._watched: list[Path] = []
         for ledger in ledgers:
             self.add(ledger)
 
@@ -180,9 +181,15 @@ class Budget:
         if not any(watched is ledger for watched in self._ledgers):
             self._ledgers.append(ledger)
 
+    def watch(self, paths: Iterable[Path]) -> None:
+        """Also count the ledgers at `paths`, which other processes write (the launch's other ideas, run by other
+        workers): they are read from disk at every check."""
+        self._watched = [Path(path) for path in paths]
+
     @property
     def spent_usd(self) -> float:
-        return sum(ledger.total_usd for ledger in self._ledgers)
+        watched = sum(Ledger(path).total_usd for path in self._watched if path.exists())
+        return sum(ledger.total_usd for ledger in self._ledgers) + watched
 
     @property
     def remaining_usd(self) -> float | None:

@@ -336,3 +336,17 @@ def test_configure_offline_litellm_uses_the_bundled_cost_map(monkeypatch):
     configure_offline_litellm()
 
     assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+def test_a_budget_counts_the_ledgers_other_workers_write(tmp_path):
+    mine, theirs = Ledger(tmp_path / "mine.json"), tmp_path / "theirs.json"
+    budget = Budget(1.0, [mine])
+    budget.watch([theirs, tmp_path / "not_written_yet.json"])
+    mine.record("coding", MODEL, 1, 1, 0.40)
+    budget.check()
+
+    Ledger(theirs).record("coding", MODEL, 1, 1, 0.60)  # another process spends; read at the next check
+
+    assert budget.spent_usd == pytest.approx(1.0)
+    with pytest.raises(BudgetExceeded):
+        budget.check()
