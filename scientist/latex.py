@@ -367,6 +367,66 @@ def write_figures(idea_dir: Path, latex_dir: Path) -> Path:
     return path
 
 
+# --- feature dashboards ---
+
+DASHBOARDS_FILE = "dashboards_generated.tex"
+DASHBOARD_DIR = "dashboard"  # what the template's sae_harness/dashboard.py writes into each run_i/
+DASHBOARD_FEATURES = f"{DASHBOARD_DIR}/features.json"
+DASHBOARD_INDEX = f"{DASHBOARD_DIR}/index.html"
+DASHBOARD_ROWS_PER_GROUP = 2
+DASHBOARD_TOKENS = 3
+
+
+def dashboard_label(run: str) -> str:
+    return f"fig:dashboard_{run}"
+
+
+def write_dashboards(idea_dir: Path, latex_dir: Path) -> list[str]:
+    """dashboards_generated.tex: an appendix with, for each run that has feature dashboards (run_i/dashboard/), a
+    figure listing features chosen by code (the first of each sampled group: most frequent, random alive, rarest
+    alive) with their density, top-activating held-out context (its max token in bold) and the tokens their
+    decoder direction promotes. Returns the figures' labels, for the text to cite."""
+    idea_dir, latex_dir = Path(idea_dir), Path(latex_dir)
+    blocks, labels = [], []
+    for features_path in sorted(idea_dir.glob(f"run_*/{DASHBOARD_FEATURES}"), key=_run_number):
+        run = features_path.parent.parent.name
+        summary = json.loads(features_path.read_text())
+        rows = []
+        for group in ("frequent", "random", "rare"):
+            for feature in [f for f in summary["features"] if f["group"] == group][:DASHBOARD_ROWS_PER_GROUP]:
+                before, _, rest = feature["top_context_marked"].partition(summary["max_token_marker"][0])
+                token, _, after = rest.partition(summary["max_token_marker"][1])
+                space_before = " " if before[-1:].isspace() or token[:1].isspace() else ""
+                space_after = " " if after[:1].isspace() or token[-1:].isspace() else ""
+                context = (rf"{escape_latex(before)}{space_before}\textbf{{{escape_latex(token)}}}{space_after}"
+                           rf"{escape_latex(after)}")
+                promoted = ", ".join(rf"\texttt{{{escape_latex(t['token']) or '?'}}}"
+                                     for t in feature["promoted"][:DASHBOARD_TOKENS])
+                density = format_table_number(feature["density"])
+                rows.append(rf"    {feature['id']} & {group} & {density} & {context} & {promoted} \\")
+        label = dashboard_label(run)
+        labels.append(label)
+        caption = (f"Features of {escape_latex(run)}, chosen by code from its feature dashboards "
+                   f"({escape_latex(run)}/{escape_latex(DASHBOARD_INDEX)} in the idea "
+                   "folder): density on held-out tokens, the top-activating held-out context with its most active "
+                   "token in bold, and the tokens the feature's decoder direction promotes through the unembedding.")
+        blocks.append("\n".join([
+            r"\begin{figure}[tbp]", r"  \centering", r"  \small",
+            r"  \begin{tabular}{@{}r l r p{0.48\linewidth} p{0.2\linewidth}@{}}",
+            r"    feature & group & density & top context & promotes \\ \hline", *rows,
+            r"  \end{tabular}", f"  \\caption{{{caption}}}", f"  \\label{{{label}}}", r"\end{figure}",
+        ]))
+    body = ("\\section{Feature dashboards}\n\\label{sec:dashboards}\n\n" + "\n\n".join(blocks)) if blocks else (
+        "% No run of this idea has feature dashboards.")
+    atomic_write_text(latex_dir / DASHBOARDS_FILE,
+                      GENERATED_HEADER.format(source="the runs' dashboard/features.json") + body + "\n")
+    return labels
+
+
+def _run_number(path: Path) -> int:
+    return int(path.parent.parent.name.removeprefix("run_"))
+
+
 # --- the bibliography ---
 
 def _first_author_name(authors: list[str]) -> str:

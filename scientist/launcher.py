@@ -477,7 +477,7 @@ def run_ideas(args: argparse.Namespace, folders: list, budget: Budget, resumed: 
 
 def run_idea(args: argparse.Namespace, folder, ledger: Ledger, budget: Budget, resumed: bool):
     from .coder import Coder
-    from .loop import ExperimentLoop, LoopSettings, plot_stage
+    from .loop import ExperimentLoop, LoopSettings, dashboard_stage, plot_stage
     from .progress import ProgressView
     from .runner import RunAttempts
 
@@ -496,6 +496,7 @@ def run_idea(args: argparse.Namespace, folder, ledger: Ledger, budget: Budget, r
     if loop.run() > 0:
         plot_stage(folder, loop, Coder(folder.path, ["plot.py"], model, ledger, budget),
                    Coder(folder.path, ["notes.txt"], model, ledger, budget))
+        dashboard_stage(folder, loop, settings.plot_timeout_s)
         if args.writeup:
             paper_stage(folder, loop, idea, template, model, ledger, budget, args.num_reviews)
     loop.update(stage="done")

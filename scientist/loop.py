@@ -17,13 +17,16 @@ from .claims import contradictions_by_file
 from .coder import Coder
 from .files import atomic_write_text
 from .folder import IdeaFolder
+from .latex import DASHBOARD_INDEX
 from .metrics import results_block
 from .progress import ProgressView
 from .prompts import render
-from .runner import FATAL_LINT_CODES, RunAttempts, lint, run_plot
+from .runner import FATAL_LINT_CODES, RunAttempts, lint, run_plot, run_python
 
 log = logging.getLogger(__name__)
 RUN_COMMAND = "python experiment.py --out_dir=run_i"
+# A template may show each run's features (sae_harness/dashboard.py writes run_i/dashboard/).
+DASHBOARD_MODULE = "sae_harness.dashboard"
 FIGURES = ("metrics_comparison.png", "feature_density.png", "activation_frequency_rank.png", "training_curves.png")
 
 
@@ -241,3 +244,20 @@ def plot_stage(folder: IdeaFolder, loop: ExperimentLoop, plot_coder: Coder, note
         folder.commit("notes.txt corrected after the claim check")
         loop.record_contradictions(notes_contradictions(folder))
     return True
+
+
+def dashboard_stage(folder: IdeaFolder, loop: ExperimentLoop, timeout_s: float):
+    """Feature dashboards for the baseline and every run (the template's own code, in the sandbox, with the model
+    loaded once). A run that has one already (a resumed idea) keeps it; a failure is logged and the idea goes on."""
+    module_file = folder.path / (DASHBOARD_MODULE.replace(".", "/") + ".py")
+    runs = [f"run_{n}" for n in [0, *map(int, loop.progress.runs)]]
+    missing = [run for run in runs if (folder.path / run / "sae").is_dir()
+               and not (folder.path / run / DASHBOARD_INDEX).exists()]
+    if not module_file.exists() or not missing:
+        return
+    loop.update(stage="feature dashboards")
+    result = run_python(loop.python, ["-m", DASHBOARD_MODULE, "--run", *missing], folder.path, timeout_s,
+                        "dashboards", loop.heartbeat)
+    if not result.ok:
+        folder.log(f"feature dashboards failed (exit {result.returncode}); the idea goes on without them:\n"
+                   f"{result.stderr_tail[-500:]}")

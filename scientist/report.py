@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .files import atomic_write_text
+from .latex import DASHBOARD_INDEX
 from .llm import Ledger, LedgerError
 from .metrics import MetricChange, compare, format_number
 from .review import REVIEW_FILE
@@ -160,9 +161,17 @@ def _file_list(folder: Path) -> str:
         ("Paper", _link(folder, "paper.pdf")),
         ("Notes", _link(folder, "notes.txt")),
         ("Review", _review_summary(folder)),
+        ("Feature dashboards", _dashboards(folder)),
         ("Cost", _cost(folder)),
     ]
     return '<ul class="files">' + "".join(f"<li>{label}: {html}</li>" for label, html in items) + "</ul>"
+
+
+def _dashboards(folder: Path) -> str:
+    """A link to each run's feature dashboard, baseline first."""
+    pages = sorted(folder.glob(f"run_*/{DASHBOARD_INDEX}"), key=lambda page: int(page.parts[-3].removeprefix("run_")))
+    links = [f'<a href="{_href(folder, str(page.relative_to(folder)))}">{escape(page.parts[-3])}</a>' for page in pages]
+    return ", ".join(links) or NOT_YET
 
 
 def _review_summary(folder: Path) -> str:

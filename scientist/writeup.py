@@ -18,7 +18,7 @@ from .claims import contradictions_by_file
 from .coder import Coder
 from .folder import IdeaFolder
 from .latex import (SECTIONS, LatexProblem, PassedChecks, check_paper, chktex, compile_pdf, copy_template,
-                    write_bibliography, write_figures, write_results_table)
+                    write_bibliography, write_dashboards, write_figures, write_results_table)
 from .llm import Budget, Ledger
 from .prompts import PROMPTS_DIR, render
 
@@ -49,6 +49,7 @@ class PaperWriter:
         self.latex_dir = copy_template(template / LATEX_TEMPLATE, folder.path)
         write_results_table(folder.path, self.latex_dir)
         self.figures = write_figures(folder.path, self.latex_dir)
+        self.dashboard_labels = write_dashboards(folder.path, self.latex_dir)
         self.cite_keys = write_bibliography(papers, self.latex_dir)
         self.tips = json.loads((PROMPTS_DIR / "writeup_tips.json").read_text())
         self.reverted: list[str] = []
@@ -78,7 +79,8 @@ class PaperWriter:
         return f"latex/sections/{section}.tex"
 
     def section_prompt(self, section: str) -> str:
-        labels = ", ".join(label for label in FIGURE_LABELS if f"\\label{{{label}}}" in self.figures.read_text())
+        labels = ", ".join([label for label in FIGURE_LABELS if f"\\label{{{label}}}" in self.figures.read_text()]
+                           + self.dashboard_labels)
         return render("writeup_section", title=self.idea["Title"], experiment=self.idea["Experiment"],
                       notes=(self.folder.path / "notes.txt").read_text(), section_name=section.replace("_", " "),
                       section_file=self.section_file(section), tips=self.tips[section],

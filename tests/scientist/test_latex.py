@@ -323,3 +323,41 @@ def test_a_check_compile_that_passed_is_not_run_again_for_the_same_sources(idea_
     append(latex_dir, "results", "Changed text.")
     with pytest.raises(FileNotFoundError):
         resumed.compile(latex_dir)
+
+
+def dashboard_summary(features: list[dict]) -> dict:
+    """run_i/dashboard/features.json as sae_harness/dashboard.py writes it (the fields this code reads)."""
+    return {"max_token_marker": ["[[", "]]"], "features": features}
+
+
+def test_dashboard_features_chosen_by_code_appear_in_the_appendix(idea_dir, latex_dir):
+    def feature(fid, group, context):
+        return {"id": fid, "group": group, "density": 0.0123456, "top_context_marked": context,
+                "promoted": [{"token": " sparse"}, {"token": "_&%"}, {"token": " codes"}, {"token": "never shown"}]}
+
+    (idea_dir / "run_1" / "dashboard").mkdir()
+    (idea_dir / "run_1" / "dashboard" / "features.json").write_text(json.dumps(dashboard_summary([
+        feature(7, "frequent", "the cat [[sat]] on the mat"),
+        feature(9, "frequent", "a second frequent [[feature]]"),
+        feature(11, "frequent", "a third frequent one, [[not]] shown"),
+        feature(3, "rare", "résumé costs 5% [[&]] more_text"),
+    ])))
+
+    labels = latex.write_dashboards(idea_dir, latex_dir)
+
+    assert labels == ["fig:dashboard_run_1"]
+    generated = (latex_dir / latex.DASHBOARDS_FILE).read_text()
+    assert r"the cat \textbf{sat} on the mat" in generated and "0.01235" in generated
+    result = latex.compile_pdf(latex_dir)
+    assert result.ok, result.problems
+    text = pdf_text(result.pdf)
+    assert "Feature dashboards" in text
+    for context in ("the cat sat on the mat", "a second frequent feature", "résumé costs 5% & more_text"):
+        assert context in text
+    assert "a third frequent one" not in text and "never shown" not in text  # two per group, three tokens each
+
+
+def test_without_dashboards_the_appendix_is_empty_and_the_paper_compiles(idea_dir, latex_dir):
+    assert latex.write_dashboards(idea_dir, latex_dir) == []
+    result = latex.compile_pdf(latex_dir)
+    assert result.ok and "Feature dashboards" not in pdf_text(result.pdf)

@@ -66,6 +66,9 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
     assert "claim checker" in prompts[3] and "core.explained_variance" in prompts[3]
     assert "## Figures" in notes
     assert (folder / "metrics_comparison.png").stat().st_size > 10_000
+    for run in ("run_0", "run_1"):  # the feature dashboards of the baseline and of the run
+        features = json.loads((folder / run / "dashboard" / "features.json").read_text())
+        assert features["run"] == run and features["features"]
 
     log = [c.message for c in __import__("git").Repo(folder).iter_commits()]
     assert any(m.startswith("Coder edit for run 1: crash on purpose") for m in log)

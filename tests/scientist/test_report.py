@@ -74,6 +74,9 @@ def build_results(root: Path) -> Path:
     (done / "training_curves.png").write_bytes(tiny_png(6, 2))
     (done / "notes.txt").write_text("## Run 1: k=32\n")
     (done / "paper.pdf").write_bytes(b"%PDF-1.4 placeholder\n")
+    for run in ("run_2", "run_0"):  # feature dashboards of the baseline and of run 2
+        (done / run / "dashboard").mkdir()
+        (done / run / "dashboard" / "index.html").write_text("<html></html>")
     write_json(done / "review.json", {"reviews": [], "meta_review": {"Overall": 6, "Decision": "Accept"},
                                       "dropped": [], "model": "scripted/demo", "num_reviews": 3})
     ledger = Ledger(done / "cost_ledger.json")
@@ -200,7 +203,8 @@ def test_links_and_images_point_at_files_on_disk(page):
     index, dom = page
     done = idea_sections(dom)[DONE_IDEA]
     links = {a.text: a.attrs["href"] for a in done.find_all("a") if a.text}
-    assert set(links) == {"paper.pdf", "notes.txt", "review.json", "cost_ledger.json"}
+    assert set(links) == {"paper.pdf", "notes.txt", "review.json", "cost_ledger.json", "run_0", "run_2"}
+    assert [a.text for a in done.find_all("a") if "dashboard" in a.attrs["href"]] == ["run_0", "run_2"]
     images = [img.attrs["src"] for img in done.find_all("img")]
     assert sorted(Path(src).name for src in images) == ["metrics_comparison.png", "training_curves.png"]
     for target in [*links.values(), *images, *(a.attrs["href"] for a in dom.find_all("a"))]:
@@ -220,8 +224,8 @@ def test_what_a_failed_idea_lacks_shows_as_not_yet(page):
     _, dom = page
     failed = idea_sections(dom)[FAILED_IDEA]
     assert failed.find_all("img") == [] and failed.find_all("a") == [] and failed.find_all("table") == []
-    # Metrics, plots, paper, notes, review and cost.
-    assert len(failed.find_all(cls="not-yet")) == 6
+    # Metrics, plots, paper, notes, review, feature dashboards and cost.
+    assert len(failed.find_all(cls="not-yet")) == 7
 
 
 def test_the_page_renders_to_a_real_screenshot(page, tmp_path):

@@ -56,6 +56,15 @@ class Snapshot:
         return (self.stage == "running" and self.attempts < run and log is not None and log.exists()
                 and log.stat().st_mtime > since and log.stat().st_size > 0)
 
+    def replaying_for(self, seconds: float, since: float) -> bool:
+        """This process started replaying (it logged "resumed:") at least `seconds` ago."""
+        log = self.folder / "log.txt" if self.folder else None
+        lines = [line for line in log.read_text().splitlines() if " resumed: " in line] if log and log.exists() else []
+        if not lines:
+            return False
+        started = time.mktime(time.strptime(lines[-1][:19], "%Y-%m-%d %H:%M:%S"))
+        return started >= int(since) and time.time() - started >= seconds
+
 
 def entries(path: Path) -> list:
     try:
@@ -94,7 +103,7 @@ KILL_POINTS = [
     calls(4),
     calls(5),
     ("paper stage started", lambda s, since: s.stage == "writing paper"),
-    ("while replaying what was done", lambda s, since: time.time() - since > 4),
+    ("while replaying what was done", lambda s, since: s.replaying_for(2.0, since)),
     calls(6),
     calls(8),
     calls(10),
@@ -143,14 +152,16 @@ def comparable(folder: Path) -> dict:
 
     git_log = subprocess.run(["git", "log", "--format=%s"], cwd=folder, capture_output=True, text=True).stdout
     return {
-        "runs": {p.name: without_timings(json.loads((p / "final_info.json").read_text()))
+        # A run records where its settings came from: the folder's own path, which differs between the two.
+        "runs": {p.name: without_timings(json.loads((p / "final_info.json").read_text().replace(str(folder), "")))
                  for p in sorted(folder.glob("run_*")) if p.is_dir()},
         "notes": [line for line in (folder / "notes.txt").read_text().splitlines() if not TIMING.search(line)],
         "code": {name: (folder / name).read_text() for name in ("experiment.py", "plot.py")},
         "sections": {p.name: p.read_text() for p in sorted((folder / "latex" / "sections").glob("*.tex"))},
         "review": json.loads((folder / "review.json").read_text()),
         "state": state,
-        "llm_calls": [(e["stage"], e["request"], e["reply"]) for e in entries(folder / "cost_ledger.json")],
+        # Each call once, with the same reply. (Request digests differ: prompts carry the runs' timings.)
+        "llm_calls": [(e["stage"], e["reply"]) for e in entries(folder / "cost_ledger.json")],
         "run_attempts": [(e["key"], e["result"]["returncode"]) for e in entries(folder / "run_attempts.json")],
         "commits": git_log.splitlines(),
         "pdf": (folder / "paper.pdf").exists(),

@@ -82,6 +82,8 @@ def test_the_progress_line_drops_the_bar():
     (lambda text: text[: len(text) // 2], "is not valid JSON"),
     (lambda text: text.replace('"explained_variance": ', '"explained_variance": NaN, "was": ', 1),
      "NaN is not a number a result may hold"),
+    (lambda text: text.replace('"explained_variance": ', '"explained_variance": -Infinity, "was": ', 1),
+     "-Infinity is not a number a result may hold"),
     (lambda text: json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "means"} if k == "core" else v
                               for k, v in json.loads(text).items()}), "breaks final_info.schema.json at core"),
     (lambda text: text.replace('"training_steps": ', '"training_steps": "many", "x": ', 1),

@@ -80,3 +80,26 @@ def tiny_run(tmp_path_factory, cache_dir) -> Path:
     result = run_experiment(out_dir, tiny_environment(cache_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_sae_run(tmp_path_factory, tiny_workspace, tiny_config) -> Path:
+    """A run folder holding only sae/: CustomSAE trained in-process on the tiny workspace and saved by the harness's
+    SAELens export, as experiment.py saves it. Seconds instead of tiny_run's full run, which also pays for the
+    SAEBench evaluation; for tests that need a trained SAE on disk, not a whole run's outputs."""
+    import torch
+
+    from experiment import SAE_CLASSES, train
+    from sae_harness.saelens_export import export_saelens
+
+    sae = SAE_CLASSES[tiny_config.variant](
+        config=tiny_config, d_in=tiny_workspace.preset.d_model, d_sae=tiny_config.dict_size, hook=tiny_workspace.hook,
+        device="cpu", generator=torch.Generator().manual_seed(tiny_config.seed))
+    tiny_workspace.initialise_decoder_bias(sae)
+    facts = train(sae, tiny_workspace, tiny_config)
+    sae.eval()
+    sae.fold_activation_scale(tiny_workspace.scale)
+    run = tmp_path_factory.mktemp("trained") / "run_0"
+    export_saelens(sae, run / "sae", tiny_config.preset_value("context_length", "cpu"),
+                   {"variant": tiny_config.variant, "training_tokens": facts["training_tokens"]})
+    return run

@@ -1,0 +1,471 @@
+"""Feature dashboards: a static site showing, for a sample of a run's SAE features, what they read and write.
+
+    cd templates/sae_variants
+    .venv/bin/python -m sae_harness.dashboard --run run_0 [--features 12] [--heldout-tokens N]
+
+It loads run_i/sae (SAELens's format, as sae_harness/saelens_export.py writes it), the language model of the
+configured preset (config.toml with SAE_* overrides, exactly as a run reads them) and held-out text only, never
+training text. It writes run_i/dashboard/: index.html, one feature_<id>.html per sampled feature, and
+features.json with the same numbers for later code to cite. Pages are plain HTML with inline SVG: no JavaScript,
+no external files, relative links only. Everything runs on the CPU.
+"""
+
+import argparse
+import html
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .activations import ActivationKey, ActivationSource, cached_or_streamed
+from .config import ConfigError, ExperimentConfig, load_config
+from .corpus import token_rows, valid_token_mask
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+DEVICE = "cpu"              # a dashboard reads tens of thousands of tokens: the CPU is enough
+N_FEATURES = 12             # sampled features: a third most frequent, a third random alive, a third rarest alive
+N_CONTEXTS = 10             # top-activating contexts shown per feature
+TOKENS_BEFORE, TOKENS_AFTER = 16, 6   # context window around the max-activating token
+N_LOGIT_TOKENS = 10         # promoted and suppressed tokens shown per feature
+HISTOGRAM_BINS = 32
+ENCODE_BATCH = 4096         # activations per SAE encode
+SAMPLE_SEED_OFFSET = 1234   # the random group is drawn with config.seed + this
+MARK_OPEN, MARK_CLOSE = "[[", "]]"   # marks the max token in features.json's top_context_marked
+HIGHLIGHT_RGB = (255, 140, 0)
+GROUPS = ("frequent", "random", "rare")
+
+
+class DashboardError(RuntimeError):
+    """Something the user must fix (a missing SAE, a run of another model); the message says what."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One or more tokens shown as one span (a character split over byte tokens is shown whole)."""
+
+    text: str
+    activation: float
+    is_max: bool
+
+
+@dataclass
+class Context:
+    pieces: list[Piece]
+    activation: float
+    """The feature's activation at the max token of this context."""
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.pieces)
+
+    @property
+    def max_token(self) -> str:
+        return next(p.text for p in self.pieces if p.is_max)
+
+    @property
+    def marked_text(self) -> str:
+        return "".join(f"{MARK_OPEN}{p.text}{MARK_CLOSE}" if p.is_max else p.text for p in self.pieces)
+
+
+@dataclass(frozen=True)
+class LogitToken:
+    token_id: int
+    token: str
+    logit: float
+
+
+@dataclass
+class FeatureRecord:
+    id: int
+    group: str
+    density: float
+    """Fraction of held-out tokens where the feature is > 0."""
+    fires: int
+    max_activation: float
+    contexts: list[Context]
+    nonzero_activations: np.ndarray
+    promoted: list[LogitToken]
+    suppressed: list[LogitToken]
+
+    def to_json(self) -> dict:
+        top = self.contexts[0]
+        return {"id": self.id, "group": self.group, "density": self.density, "fires": self.fires,
+                "max_activation": self.max_activation, "top_context": top.text,
+                "top_context_marked": top.marked_text, "max_token": top.max_token,
+                "promoted": [asdict(t) for t in self.promoted], "suppressed": [asdict(t) for t in self.suppressed]}
+
+
+@dataclass
+class Heldout:
+    tokens: torch.Tensor
+    """(rows, context) token ids, BOS-separated documents as the run's held-out activations were computed."""
+    valid: torch.Tensor
+    """(rows, context) True at real text tokens (not BOS, not padding): the positions of acts, in order."""
+    acts: torch.Tensor
+    """(valid tokens, d_model) residual activations at the SAE's hook."""
+
+
+def load_run_sae(run_dir: Path):
+    """The run's SAE, loaded by SAELens from run_i/sae (the format every run writes)."""
+    sae_dir = Path(run_dir) / "sae"
+    if not (sae_dir / "cfg.json").exists():
+        raise DashboardError(f"{sae_dir} holds no saved SAE (cfg.json). The run is unfinished, or its SAELens export "
+                             "failed: see training.saelens_export in its final_info.json.")
+    from sae_lens import SAE
+
+    return SAE.load_from_disk(sae_dir, device=DEVICE).eval()
+
+
+def check_run_matches_config(sae, config: ExperimentConfig):
+    meta, preset = sae.cfg.metadata, config.preset_spec
+    if (meta.model_name, meta.hook_name) != (preset.model_name, preset.hook_name):
+        raise DashboardError(f"the SAE was trained on {meta.model_name} {meta.hook_name}, but the configuration "
+                             f"(config.toml and SAE_* variables) gives {preset.model_name} {preset.hook_name}; "
+                             "set SAE_PRESET and SAE_LAYER to the run's values.")
+
+
+def heldout_activations(model, config: ExperimentConfig, n_tokens: int, cache_dir: Path) -> Heldout:
+    """Held-out tokens and their activations, through the harness's activation cache (a run's own entry when the
+    sizes match)."""
+    preset = config.preset_spec
+    context = config.preset_value("context_length", DEVICE)
+    key = ActivationKey(preset.model_name, preset.hook_name, preset.corpus, "heldout", n_tokens, context,
+                        str(preset.torch_dtype(DEVICE)))
+    source = ActivationSource(model, key, preset.layer, config.preset_value("lm_batch_prompts", DEVICE), cache_dir)
+    acts = cached_or_streamed(source, cache_dir, float("inf"), preset.d_model).all()
+    tokens = token_rows(preset.corpus, "heldout", model.tokenizer, context, n_tokens, cache_dir)
+    valid = valid_token_mask(tokens, model.tokenizer)
+    if int(valid.sum()) != len(acts):
+        raise RuntimeError(f"{int(valid.sum())} held-out tokens but {len(acts)} activations")
+    return Heldout(tokens, valid, acts)
+
+
+@torch.no_grad()
+def encode(sae, acts: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    """Firing counts of every feature (features None), or the activations of the given features at every token."""
+    out = []
+    for chunk in acts.split(ENCODE_BATCH):
+        f = sae.encode(chunk.to(sae.W_dec.dtype))
+        out.append((f > 0).sum(dim=0) if features is None else f[:, features])
+    return torch.stack(out).sum(dim=0) if features is None else torch.cat(out)
+
+
+def sample_features(density: np.ndarray, n: int, seed: int) -> list[tuple[int, str]]:
+    """(feature id, group): the most frequent, random alive (seeded) and rarest alive features, about n/3 each."""
+    alive = np.flatnonzero(density > 0)
+    by_density = alive[np.argsort(-density[alive], kind="stable")]
+    n_frequent = min(n // 3, len(alive))
+    frequent = by_density[:n_frequent]
+    rare = by_density[n_frequent:][::-1][:n // 3]
+    rest = np.setdiff1d(alive, np.concatenate([frequent, rare]))
+    n_random = min(n - len(frequent) - len(rare), len(rest))
+    chosen = np.random.default_rng(seed).choice(rest, size=n_random, replace=False)
+    random_ids = chosen[np.argsort(-density[chosen], kind="stable")]
+    return ([(int(i), "frequent") for i in frequent] + [(int(i), "random") for i in random_ids]
+            + [(int(i), "rare") for i in rare])
+
+
+def split_pieces(tokenizer, ids: list[int]) -> list[tuple[int, int, str]]:
+    """(start, end, text) spans whose texts join to decode(ids): a token alone, or the byte tokens of one character."""
+    spans, start = [], 0
+    while start < len(ids):
+        whole = tokenizer.decode(ids[start:])
+        end = start + 1
+        while end < len(ids) and tokenizer.decode(ids[start:end]) + tokenizer.decode(ids[end:]) != whole:
+            end += 1
+        spans.append((start, end, tokenizer.decode(ids[start:end])))
+        start = end
+    return spans
+
+
+def top_contexts(tokenizer, heldout: Heldout, acts_f: torch.Tensor) -> list[Context]:
+    """The feature's highest activations, each with a window of its own document (never across a BOS)."""
+    grid = torch.zeros(heldout.tokens.shape)
+    grid[heldout.valid] = acts_f
+    positions = heldout.valid.nonzero()
+    order = torch.argsort(acts_f, descending=True)
+    picked: list[tuple[int, int]] = []
+    contexts = []
+    for flat in order[: 50 * N_CONTEXTS].tolist():  # enough candidates for N_CONTEXTS windows that do not overlap
+        if acts_f[flat] <= 0 or len(contexts) == N_CONTEXTS:
+            break
+        row, pos = positions[flat].tolist()
+        if any(r == row and abs(p - pos) <= TOKENS_BEFORE + TOKENS_AFTER for r, p in picked):
+            continue
+        picked.append((row, pos))
+        start, end = pos, pos + 1
+        while start > max(0, pos - TOKENS_BEFORE) and heldout.valid[row, start - 1]:
+            start -= 1
+        while end < min(heldout.valid.shape[1], pos + TOKENS_AFTER + 1) and heldout.valid[row, end]:
+            end += 1
+        ids = heldout.tokens[row, start:end].tolist()
+        pieces = [Piece(text, float(grid[row, start + a:start + b].max()), a <= pos - start < b)
+                  for a, b, text in split_pieces(tokenizer, ids)]
+        # A window edge that cuts a character in two leaves a replacement character: drop that partial piece.
+        while pieces and "\ufffd" in pieces[0].text and not pieces[0].is_max:
+            pieces.pop(0)
+        while pieces and "\ufffd" in pieces[-1].text and not pieces[-1].is_max:
+            pieces.pop()
+        contexts.append(Context(pieces, float(acts_f[flat])))
+    return contexts
+
+
+@torch.no_grad()
+def logit_effects(model, sae, features: list[int]) -> tuple[list[list[LogitToken]], list[list[LogitToken]]]:
+    """Top and bottom tokens of W_dec[f] @ W_U for each feature.
+
+    The direction goes through the final normalisation as a residual vector would: centred first for LayerNorm
+    models (GPT-2, Pythia), then multiplied elementwise by ln_final's scale (Gemma's (1 + weight), which
+    TransformerLens stores already folded into ln_final.w). The division by the residual norm is a positive
+    scalar per token and does not change the ranking, so it is left out, as is LayerNorm's bias (the same for
+    every feature). Gemma's final logit soft-capping, where present, is monotonic and also left out.
+    """
+    directions = sae.W_dec[features].to(model.W_U.dtype)
+    if model.cfg.normalization_type in ("LN", "LNPre"):
+        directions = directions - directions.mean(dim=-1, keepdim=True)
+    scale = getattr(getattr(model, "ln_final", None), "w", None)
+    if scale is not None:
+        directions = directions * scale
+    logits = directions @ model.W_U
+
+    def tokens(values, ids):
+        return [LogitToken(i, model.tokenizer.decode([i]), v) for v, i in zip(values.tolist(), ids.tolist())]
+
+    top, bottom = logits.topk(N_LOGIT_TOKENS, dim=-1), logits.topk(N_LOGIT_TOKENS, dim=-1, largest=False)
+    return ([tokens(v, i) for v, i in zip(top.values, top.indices)],
+            [tokens(v, i) for v, i in zip(bottom.values, bottom.indices)])
+
+
+def feature_records(sae, model, heldout: Heldout, n_features: int, seed: int) -> tuple[list[FeatureRecord], np.ndarray]:
+    n_tokens = len(heldout.acts)
+    fires = encode(sae, heldout.acts).cpu().numpy()
+    density = fires / n_tokens
+    sampled = sample_features(density, n_features, seed)
+    if not sampled:
+        raise DashboardError("no feature fires on the held-out tokens: there is nothing to show")
+    ids = [i for i, _ in sampled]
+    acts = encode(sae, heldout.acts, torch.tensor(ids)).float().cpu()
+    promoted, suppressed = logit_effects(model, sae, ids)
+    records = []
+    for col, (fid, group) in enumerate(sampled):
+        acts_f = acts[:, col]
+        records.append(FeatureRecord(
+            id=fid, group=group, density=float(density[fid]), fires=int(fires[fid]),
+            max_activation=float(acts_f.max()), contexts=top_contexts(model.tokenizer, heldout, acts_f),
+            nonzero_activations=acts_f[acts_f > 0].numpy(), promoted=promoted[col], suppressed=suppressed[col]))
+    return records, density
+
+
+# ---------------------------------------------------------------------------------------------------------- HTML
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+.context{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:.9em}
+.tokens code{white-space:pre;background:#f3f3f3;margin-right:.4em;padding:0 .2em}
+.act{display:inline-block;min-width:4em;color:#666}ol.contexts li{margin:.4em 0}"""
+
+
+def fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def visible(token: str) -> str:
+    """A token with its spaces and newlines made visible."""
+    return esc(token.replace(" ", "\u2423").replace("\n", "\u21b5"))
+
+
+def page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def context_html(context: Context, feature_max: float) -> str:
+    spans = []
+    for p in context.pieces:
+        alpha = min(1.0, p.activation / feature_max) if p.activation > 0 else 0.0
+        style = f"background-color:rgba({HIGHLIGHT_RGB[0]},{HIGHLIGHT_RGB[1]},{HIGHLIGHT_RGB[2]},{alpha:.2f})"
+        if p.is_max:
+            style += ";outline:2px solid #b00;font-weight:bold"
+        cls = "tok max" if p.is_max else "tok"
+        spans.append(f'<span class="{cls}" style="{style}" title="activation {fmt(p.activation)}">{esc(p.text)}</span>')
+    return (f'<li><span class="act" data-value="{context.activation!r}">{fmt(context.activation)}</span> '
+            f'<span class="context">{"".join(spans)}</span></li>')
+
+
+def histogram_svg(values: np.ndarray) -> str:
+    """Bars of the feature's nonzero activations on held-out tokens."""
+    width, height, pad = 460, 150, 30
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, float(values.max())))
+    bar = (width - 2 * pad) / HISTOGRAM_BINS
+    rects = []
+    for i, count in enumerate(counts):
+        if not count:
+            continue
+        h = (height - 2 * pad) * count / counts.max()
+        rects.append(f'<rect x="{pad + i * bar:.1f}" y="{height - pad - h:.1f}" width="{bar * 0.9:.1f}" '
+                     f'height="{h:.1f}" fill="#e8890c"><title>{fmt(edges[i])} to {fmt(edges[i + 1])}: '
+                     f"{count} tokens</title></rect>")
+    return (f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'role="img" aria-label="histogram of nonzero activations">{"".join(rects)}'
+            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#444"/>'
+            f'<text x="{pad}" y="{height - 10}" font-size="11">0</text>'
+            f'<text x="{width - pad}" y="{height - 10}" font-size="11" text-anchor="end">{fmt(edges[-1])}</text>'
+            f'<text x="{width / 2}" y="{height - 10}" font-size="11" text-anchor="middle">activation</text>'
+            f'<text x="{pad}" y="{pad - 8}" font-size="11">{counts.max()} tokens (tallest bar)</text></svg>')
+
+
+def density_svg(density: float, all_density: np.ndarray, n_tokens: int) -> str:
+    """Log-scale strip: grey bars for the densities of all alive features, a red line for this one."""
+    width, height, pad = 460, 90, 30
+    low = -float(np.ceil(np.log10(n_tokens)))
+    alive = np.log10(all_density[all_density > 0])
+    counts, edges = np.histogram(alive, bins=40, range=(low, 0.0))
+
+    def x(log_value: float) -> float:
+        return pad + (width - 2 * pad) * (log_value - low) / -low
+
+    bars = "".join(f'<rect x="{x(edges[i]):.1f}" y="{height - pad - 40 * c / counts.max():.1f}" '
+                   f'width="{x(edges[i + 1]) - x(edges[i]):.1f}" height="{40 * c / counts.max():.1f}" fill="#bbb"/>'
+                   for i, c in enumerate(counts) if c)
+    ticks = "".join(f'<text x="{x(d):.1f}" y="{height - 12}" font-size="10" text-anchor="middle">1e{d}</text>'
+                    for d in range(int(low), 1))
+    here = x(np.log10(density))
+    return (f'<svg class="density" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'role="img" aria-label="feature density, log scale">{bars}'
+            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#444"/>{ticks}'
+            f'<line x1="{here:.1f}" y1="8" x2="{here:.1f}" y2="{height - pad}" stroke="#c00" stroke-width="2"/>'
+            f'<text x="{pad}" y="{height - 1}" font-size="10">fraction of held-out tokens (grey: all alive '
+            f'features; red: this one)</text></svg>')
+
+
+def logit_html(cls: str, tokens: list[LogitToken]) -> str:
+    items = "".join(f'<code title="{fmt(t.logit)}" data-token="{esc(t.token)}">{visible(t.token)}</code>'
+                    for t in tokens)
+    return f'<p class="tokens {cls}">{items}</p>'
+
+
+def feature_page(record: FeatureRecord, prev_id: int | None, next_id: int | None, all_density: np.ndarray,
+                 n_tokens: int, run_name: str) -> str:
+    nav = ['<a href="index.html">all features</a>']
+    nav += [f'<a href="feature_{i}.html">{label} (#{i})</a>' for i, label in ((prev_id, "previous"), (next_id, "next"))
+            if i is not None]
+    contexts = "".join(context_html(c, record.max_activation) for c in record.contexts)
+    body = (f'<nav>{" · ".join(nav)}</nav>\n<h1>Feature {record.id} <small class="group">{record.group}</small></h1>\n'
+            f'<p>Run {esc(run_name)}. Density <span class="density-value" data-value="{record.density!r}">'
+            f"{fmt(record.density)}</span> (fires on {record.fires} of {n_tokens} held-out tokens); max activation "
+            f'<span class="max-activation" data-value="{record.max_activation!r}">'
+            f"{fmt(record.max_activation)}</span>.</p>\n"
+            f"{density_svg(record.density, all_density, n_tokens)}\n"
+            f"<h2>Top activations on held-out text</h2>\n<p>Background: the activation at each token, relative to "
+            f"the max; outlined: the max token of the context.</p>\n<ol class=\"contexts\">{contexts}</ol>\n"
+            f"<h2>Activation histogram (nonzero activations)</h2>\n{histogram_svg(record.nonzero_activations)}\n"
+            f"<h2>Tokens the decoder direction promotes</h2>\n{logit_html('promoted', record.promoted)}\n"
+            f"<h2>Tokens it suppresses</h2>\n{logit_html('suppressed', record.suppressed)}")
+    return page(f"Feature {record.id} · {run_name}", body)
+
+
+def marked_html(context: Context) -> str:
+    return "".join(f"<mark>{esc(p.text)}</mark>" if p.is_max else esc(p.text) for p in context.pieces)
+
+
+def index_page(records: list[FeatureRecord], run_name: str, sae, n_tokens: int, n_alive: int) -> str:
+    rows = "".join(
+        f'<tr><td><a href="feature_{r.id}.html">{r.id}</a></td><td>{r.group}</td><td>{fmt(r.density)}</td>'
+        f'<td>{fmt(r.max_activation)}</td><td class="context">{marked_html(r.contexts[0])}</td>'
+        f'<td class="tokens">{"".join(f"<code>{visible(t.token)}</code>" for t in r.promoted[:5])}</td></tr>'
+        for r in records)
+    meta = sae.cfg.metadata
+    body = (f"<h1>Feature dashboards: {esc(run_name)}</h1>\n<p>{esc(meta.model_name)}, {esc(meta.hook_name)}, "
+            f"{sae.cfg.d_sae} features, {n_alive} alive on {n_tokens} held-out tokens. Sampled: the most frequent, "
+            "random alive and the rarest alive features; the top context's max token is highlighted.</p>\n"
+            "<table><tr><th>feature</th><th>group</th><th>density</th><th>max act.</th><th>top context</th>"
+            f"<th>top promoted tokens</th></tr>{rows}</table>")
+    return page(f"Feature dashboards · {run_name}", body)
+
+
+def build_dashboard(run_dir: Path, config: ExperimentConfig, model=None, n_features: int = N_FEATURES,
+                    heldout_tokens: int | None = None, cache_dir: Path | None = None) -> Path:
+    """Write run_dir/dashboard/ and return its path. model: an already loaded HookedTransformer of the preset."""
+    from .lm import load_model
+    from .workspace import default_cache_dir
+
+    run_dir = Path(run_dir)
+    sae = load_run_sae(run_dir)
+    check_run_matches_config(sae, config)
+    cache_dir = cache_dir or (Path(config.cache_dir) if config.cache_dir else default_cache_dir())
+    model = model if model is not None else load_model(config.preset_spec, DEVICE, cache_dir)
+    heldout = heldout_activations(model, config, heldout_tokens or config.heldout_tokens, cache_dir)
+    seed = config.seed + SAMPLE_SEED_OFFSET
+    records, density = feature_records(sae, model, heldout, n_features, seed)
+    n_tokens, run_name = len(heldout.acts), run_dir.resolve().name
+    summary = {"run": run_name, "model_name": sae.cfg.metadata.model_name, "hook_name": sae.cfg.metadata.hook_name,
+               "d_sae": sae.cfg.d_sae, "heldout_tokens": n_tokens, "alive_features": int((density > 0).sum()),
+               "context_window": {"before": TOKENS_BEFORE, "after": TOKENS_AFTER},
+               "sample_seed": seed, "max_token_marker": [MARK_OPEN, MARK_CLOSE],
+               "logits": "W_dec[f] @ W_U, the direction centred for LayerNorm models and scaled by ln_final's weight",
+               "features": [r.to_json() for r in records]}
+    # Written beside the target and swapped in whole, so a failed build never leaves a half-written dashboard.
+    target = run_dir / "dashboard"
+    staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".dashboard-"))
+    try:
+        (staging / "index.html").write_text(index_page(records, run_name, sae, n_tokens, summary["alive_features"]))
+        for i, record in enumerate(records):
+            prev_id = records[i - 1].id if i > 0 else None
+            next_id = records[i + 1].id if i + 1 < len(records) else None
+            (staging / f"feature_{record.id}.html").write_text(
+                feature_page(record, prev_id, next_id, density, n_tokens, run_name))
+        (staging / "features.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        os.chmod(staging, 0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, type=Path, nargs="+",
+                        help="Run folders with sae/, e.g. run_0 run_1 (the model is loaded once for all).")
+    parser.add_argument("--features", type=int, default=N_FEATURES, help="Number of features to sample.")
+    parser.add_argument("--heldout-tokens", type=int, default=None,
+                        help="Held-out tokens to read (default: the configuration's heldout_tokens).")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.features < 1 or (args.heldout_tokens is not None and args.heldout_tokens < 256):
+            raise DashboardError("use --features 1 or more and --heldout-tokens 256 or more")
+        config = load_config(TEMPLATE_DIR / "config.toml")
+        from .lm import load_model
+        from .workspace import default_cache_dir
+
+        cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+        for run in args.run:
+            load_run_sae(run)  # a run without an SAE fails before the model is loaded
+        model = load_model(config.preset_spec, DEVICE, cache_dir)
+        for run in args.run:
+            out = build_dashboard(run, config, model=model, n_features=args.features,
+                                  heldout_tokens=args.heldout_tokens, cache_dir=cache_dir)
+            log.info("Wrote %s", out / "index.html")
+    except (ConfigError, DashboardError) as err:
+        print(f"Dashboard error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
