@@ -62,15 +62,19 @@ SAE_CLASSES: dict[str, type[SAEBase]] = {
 
 
 class CustomTrainer:
-    """Adam on the SAE's loss, with LR warmup and decay, unit-norm decoder rows and dead-feature resampling."""
+    """Adam on the SAE's loss, with LR warmup and decay, unit-norm decoder rows, and one way of reviving dead
+    features (config.dead_feature_method): resampling them, a ghost-gradient loss, or none."""
 
     def __init__(self, sae: SAEBase, config: ExperimentConfig, total_steps: int):
         self.sae, self.config, self.total_steps = sae, config, total_steps
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+        # A feature silent for this many steps counts as dead (for resampling, ghost gradients and the log).
+        self.dead_window = config.dead_feature_window or config.resample_every or 1000
         self.steps_done = 0
         self.resampled = 0
+        self.last_ghost_loss = 0.0
 
     def lr_factor(self, step: int) -> float:
         """Linear warmup, constant, then linear decay to zero over the last 20% of steps."""
@@ -81,8 +85,13 @@ class CustomTrainer:
 
     def step(self, x: Tensor) -> LossParts:
         parts = self.sae.training_loss(x)
+        loss = parts.total
+        if self.config.dead_feature_method == "ghost":
+            ghost = self.ghost_gradient_loss(x, parts.features)
+            self.last_ghost_loss = ghost.item()
+            loss = loss + ghost
         self.optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
+        loss.backward()
         self.remove_decoder_grad_parallel_to_rows()
         self.optimizer.step()
         self.scheduler.step()
@@ -94,14 +103,38 @@ class CustomTrainer:
         self.steps_done += 1
         every = self.config.resample_every
         # No resampling near the end: a new feature needs steps to learn before it is evaluated.
-        if every and self.steps_done % every == 0 and self.steps_done < 0.7 * self.total_steps:
+        if (self.config.dead_feature_method == "resample" and every and self.steps_done % every == 0
+                and self.steps_done < 0.7 * self.total_steps):
             self.resampled += self.resample_dead_features(x)
         return parts
 
+    def dead_features(self) -> Tensor:
+        """Mask of the features silent for the last dead_window steps."""
+        return self.steps_since_fired >= self.dead_window
+
     def dead_fraction(self) -> float:
-        """Fraction of features silent for a whole resampling window (1,000 steps when resampling is off)."""
-        window = self.config.resample_every or 1000
-        return (self.steps_since_fired >= window).float().mean().item()
+        return self.dead_features().float().mean().item()
+
+    def ghost_gradient_loss(self, x: Tensor, features: Tensor) -> Tensor:
+        """Ghost gradients (Anthropic, January 2024; used for the GPT-2 small residual SAEs): give dead features
+        a gradient towards what the live ones fail to reconstruct. Zero when no feature is dead.
+
+        Dead features get exp(pre-activation) instead of ReLU, so a gradient reaches them although they never
+        fire. Their output is rescaled to half the norm of the residual x - x_hat and trained to explain that
+        residual; the loss is then rescaled per token to the size of the main reconstruction error.
+        """
+        dead = self.dead_features()
+        if not dead.any():
+            return x.new_zeros(())
+        residual = (x - self.sae.decode(features)).detach()
+        # Only the dead features' own weights learn from this loss: b_dec is held fixed here.
+        pre = (x - self.sae.b_dec.detach()) @ self.sae.W_enc[:, dead] + self.sae.b_enc[dead]
+        ghost_out = torch.exp(pre) @ self.sae.W_dec[dead]
+        to_half_residual = residual.norm(dim=-1, keepdim=True) / (2 * ghost_out.norm(dim=-1, keepdim=True) + 1e-8)
+        ghost_out = ghost_out * to_half_residual.detach()
+        ghost_error = (ghost_out - residual).pow(2).sum(dim=-1)
+        main_error = residual.pow(2).sum(dim=-1)
+        return (ghost_error * (main_error / (ghost_error + 1e-8)).detach()).mean()
 
     @torch.no_grad()
     def remove_decoder_grad_parallel_to_rows(self):
@@ -111,8 +144,8 @@ class CustomTrainer:
 
     @torch.no_grad()
     def resample_dead_features(self, x: Tensor) -> int:
-        """Point features silent for a whole resampling window at inputs the SAE reconstructs badly."""
-        dead = self.steps_since_fired >= self.config.resample_every
+        """Point features silent for a whole dead window at inputs the SAE reconstructs badly."""
+        dead = self.dead_features()
         n_dead = int(dead.sum())
         if n_dead == 0:
             return 0
@@ -160,6 +193,7 @@ def train(sae: SAEBase, workspace: Workspace, config: ExperimentConfig) -> dict:
                         "sparsity_loss": parts.sparsity.item(),
                         "l0": (parts.features > 0).float().sum(dim=-1).mean().item(),
                         "dead_fraction": trainer.dead_fraction(),
+                        "ghost_loss": trainer.last_ghost_loss,
                         "lr": trainer.scheduler.get_last_lr()[0],
                     })
                     bar.set_postfix(loss=f"{parts.total.item():.3g}", l0=f"{log_rows[-1]['l0']:.0f}")

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +184,91 @@ class StreamedActivations:
             buffer.push(acts.cpu())
             yield from buffer.drain(batch_size)
         yield from buffer.drain(batch_size, final=True)
+
+
+class MultiLayerSource:
+    """Computes the activations of several layers of one split from a single forward pass per batch.
+
+    `keys` maps each layer to its ActivationKey; the keys must differ in hook_name only. Each batch runs
+    run_with_cache with all the hooks in names_filter and stop_at_layer = deepest layer + 1, on the same token
+    rows and with the same BOS/padding mask as ActivationSource, so each layer's activations are the ones its
+    single-layer source computes, at the cost of one pass to the deepest layer.
+    """
+
+    def __init__(self, model, keys: dict[int, ActivationKey], lm_batch_prompts: int, cache_dir: Path | None = None):
+        if not keys:
+            raise ValueError("MultiLayerSource needs at least one layer")
+        first = next(iter(keys.values()))
+        if any(replace(key, hook_name=first.hook_name) != first for key in keys.values()):
+            raise ValueError("MultiLayerSource keys must differ in hook_name only")
+        self.model, self.keys, self.lm_batch_prompts, self.cache_dir = model, dict(keys), lm_batch_prompts, cache_dir
+        self.split_key = first
+
+    def batches(self, desc: str) -> Iterator[dict[int, torch.Tensor]]:
+        key = self.split_key
+        tokens = token_rows(key.corpus, key.split, self.model.tokenizer, key.context_length, key.n_tokens,
+                            self.cache_dir)
+        hooks = {layer: layer_key.hook_name for layer, layer_key in self.keys.items()}
+        with tqdm(total=key.n_tokens, desc=desc, unit="tok", unit_scale=True) as bar:
+            for start in range(0, len(tokens), self.lm_batch_prompts):
+                batch = tokens[start:start + self.lm_batch_prompts].to(self.model.cfg.device)
+                with torch.no_grad():
+                    _, cache = self.model.run_with_cache(
+                        batch, names_filter=list(hooks.values()), stop_at_layer=max(hooks) + 1
+                    )
+                mask = valid_token_mask(batch, self.model.tokenizer)
+                acts = {layer: cache[hook][mask].float() for layer, hook in hooks.items()}
+                bar.update(int(mask.sum()))
+                yield acts
+
+
+def cache_path(cache_dir: Path, key: ActivationKey) -> Path:
+    """Where the activation cache keeps the set named by key (the path cached_or_streamed uses)."""
+    return cache_dir / "activations" / f"{key.digest()}.npy"
+
+
+def cached_layers(source: MultiLayerSource, cache_dir: Path, d_model: int) -> dict[int, CachedActivations]:
+    """Each layer's CachedActivations. Layers already in the cache are read back; the missing ones are computed
+    together, in one pass of the language model to the deepest missing layer, and cached under their own keys,
+    so that a later single-layer run (cached_or_streamed) at any of these layers reuses them."""
+    missing = {layer: key for layer, key in source.keys.items() if not cache_path(cache_dir, key).exists()}
+    for layer in sorted(set(source.keys) - set(missing)):
+        log.info("Reusing cached activations of layer %d: %s", layer, cache_path(cache_dir, source.keys[layer]))
+    if missing:
+        size_gb = source.split_key.n_tokens * d_model * 4 * len(missing) / 1e9
+        folder = cache_dir / "activations"
+        folder.mkdir(parents=True, exist_ok=True)
+        free_gb = shutil.disk_usage(folder).free / 1e9
+        if free_gb < size_gb + 1.0:
+            raise OSError(f"{size_gb:.1f} GB of activations for layers {sorted(missing)} do not fit in the "
+                          f"{free_gb:.1f} GB free in {folder}; free some space or sweep fewer layers")
+        todo = MultiLayerSource(source.model, missing, source.lm_batch_prompts, source.cache_dir)
+        _write_layer_caches(todo, cache_dir, d_model)
+    return {layer: CachedActivations(cache_path(cache_dir, key), key) for layer, key in sorted(source.keys.items())}
+
+
+def _write_layer_caches(source: MultiLayerSource, cache_dir: Path, d_model: int):
+    """_write_cache for several layers at once: fill one memory-mapped partial file per layer, then rename each."""
+    n_tokens = source.split_key.n_tokens
+    paths = {layer: cache_path(cache_dir, key) for layer, key in source.keys.items()}
+    partials, outs = {}, {}
+    for layer, path in paths.items():
+        _remove_abandoned_partials(path)
+        partials[layer] = path.with_suffix(f".partial-{os.getpid()}.npy")
+        outs[layer] = np.lib.format.open_memmap(partials[layer], mode="w+", dtype=np.float32,
+                                                shape=(n_tokens, d_model))
+    filled = 0
+    desc = f"LM activations ({source.split_key.split}, {len(paths)} layers, deepest {max(paths)})"
+    for acts in source.batches(desc=desc):
+        n = len(next(iter(acts.values())))
+        for layer, layer_acts in acts.items():
+            outs[layer][filled:filled + n] = layer_acts.cpu().numpy()
+        filled += n
+    if filled != n_tokens:
+        raise RuntimeError(f"computed {filled} activations, expected {n_tokens}")
+    for out in outs.values():
+        out.flush()
+    outs.clear()
+    for layer, path in paths.items():
+        path.with_suffix(".json").write_text(json.dumps(asdict(source.keys[layer]), indent=2))
+        os.replace(partials[layer], path)

@@ -14,6 +14,7 @@ from .presets import PRESETS, Preset
 
 ENV_PREFIX = "SAE_"
 VARIANTS = ("relu", "topk", "batchtopk", "jumprelu")
+DEAD_FEATURE_METHODS = ("resample", "ghost", "none")
 
 
 class ConfigError(ValueError):
@@ -49,7 +50,11 @@ class ExperimentConfig:
     warmup_steps: int = 100
     """Steps of linear learning-rate warmup."""
     resample_every: int = 100
-    """Steps between dead-feature resamplings; 0 turns resampling off."""
+    """Steps between dead-feature resamplings (dead_feature_method = resample); 0 turns resampling off."""
+    dead_feature_method: str = "resample"
+    """How dead features are revived: resample (reinitialise them), ghost (ghost-gradient loss) or none."""
+    dead_feature_window: int = 0
+    """Steps without firing after which a feature counts as dead; 0 means resample_every, or 1,000 if that is 0."""
     seed: int = 0
     """Seed for the SAE initialisation and the shuffling of activations."""
     heldout_tokens: int = 32_768
@@ -92,6 +97,9 @@ class ExperimentConfig:
             ("target_l0", 0 < self.target_l0 <= self.dict_size, "use 0 < target_l0 <= dict_size"),
             ("warmup_steps", self.warmup_steps >= 0, "use 0 or more"),
             ("resample_every", self.resample_every >= 0, "use 0 (off) or a number of steps"),
+            ("dead_feature_method", self.dead_feature_method in DEAD_FEATURE_METHODS,
+             f"use one of: {', '.join(DEAD_FEATURE_METHODS)}"),
+            ("dead_feature_window", self.dead_feature_window >= 0, "use 0 (resample_every) or a number of steps"),
             ("heldout_tokens", self.heldout_tokens >= 256, "use at least 256 tokens"),
             ("context_length", self.context_length == 0 or self.context_length >= 8, "use 0 or 8 and more"),
             ("log_every", self.log_every >= 1, "use 1 or more"),
