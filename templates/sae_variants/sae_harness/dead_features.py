@@ -36,7 +36,7 @@ from .workspace import Workspace
 log = logging.getLogger(__name__)
 FORCED_DEAD_BIAS = -3.0
 LOGGED = ("tokens", "dead_fraction", "mse", "ghost_loss")
-COLORS = {"resample": "#3b6ea8", "ghost": "#e08a2c", "none": "#7a7a7a"}
+STYLES = {"resample": dict(color="#3b6ea8"), "ghost": dict(color="#e08a2c"), "none": dict(color="#7a7a7a", ls="--")}
 
 
 def train_with_method(workspace: Workspace, method: str, force_dead: float = 0.0) -> dict:
@@ -89,9 +89,9 @@ def plot_dead_fraction(comparison: dict, path: Path) -> dict[str, tuple[list[flo
     for method, result in comparison["methods"].items():
         tokens = result["log"]["tokens"]
         label = f"{method} (held-out dead {result['heldout']['dead_fraction']:.3f})"
-        (line,) = dead_ax.plot(tokens, result["log"]["dead_fraction"], color=COLORS.get(method), label=label)
+        (line,) = dead_ax.plot(tokens, result["log"]["dead_fraction"], label=label, **STYLES[method])
         drawn[method] = ([float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
-        mse_ax.plot(tokens, result["log"]["mse"], color=COLORS.get(method), label=method)
+        mse_ax.plot(tokens, result["log"]["mse"], label=method, **STYLES[method])
     forced = (f"; {comparison['force_dead']:.0%} of features start silenced" if comparison["force_dead"] else "")
     dead_ax.set_title(f"Dead features (silent for {comparison['dead_feature_window']} steps){forced}", fontsize=10)
     dead_ax.set_ylabel("dead fraction (of features)")
