@@ -24,6 +24,7 @@ log = logging.getLogger("scientist")
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLAG = "demo"
 LEDGER_FILE = "cost_ledger.json"
+DONE_COMMIT = "Idea done"
 SEED_IDEAS = "seed_ideas.json"
 LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
 # The offline preset's cache holds ~1 GB of activations and a 1 GB model copy.
@@ -438,6 +439,10 @@ def resumable_folders(path: Path) -> list:
                 log.warning("Not resumed: %s", err)
     else:
         raise LaunchError(f"{path}: no such folder; --resume takes an idea folder or results/<experiment>")
+    for folder in folders:
+        if folder.state.get("stage") == "done":
+            # A kill between marking the idea done and committing that leaves the commit to make.
+            folder.commit(DONE_COMMIT)
     return [folder for folder in folders if folder.state.get("stage") != "done"]
 
 
@@ -500,7 +505,7 @@ def run_idea(args: argparse.Namespace, folder, ledger: Ledger, budget: Budget, r
         if args.writeup:
             paper_stage(folder, loop, idea, template, model, ledger, budget, args.num_reviews)
     loop.update(stage="done")
-    folder.commit("Idea done")
+    folder.commit(DONE_COMMIT)
 
 
 def record_failure(folder, err: Exception):

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from scientist.launcher import build_parser, main
+from scientist.folder import IdeaFolder
+from scientist.launcher import DONE_COMMIT, build_parser, main
 from tests.conftest import REPO
 
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
@@ -204,3 +205,13 @@ def test_an_unknown_template_and_a_template_missing_files_are_named(templates_di
     assert (f"{templates / 'sae_variants'}: the template lacks plot.py, final_info.schema.json"
             in capsys.readouterr().err)
     assert not (tmp_path / "results").exists()
+
+
+def test_resume_of_an_idea_killed_between_marking_it_done_and_committing_makes_the_commit(templates_dir, tmp_path,
+                                                                                          capsys):
+    folder = IdeaFolder.create(tmp_path / "results", "sae_variants", {"Name": "idea"}, templates_dir / "sae_variants")
+    folder.save_state({**folder.state, "stage": "done"})
+    assert main(["--resume", str(folder.path)]) == 0
+    assert "every idea there is done" in capsys.readouterr().out
+    assert folder.repo.head.commit.message == DONE_COMMIT
+    assert not folder.repo.is_dirty(untracked_files=True)
