@@ -5,7 +5,8 @@ the smallest activation kept in each training batch."""
 import torch
 from torch import Tensor
 
-from sae_topk import TopKSAE
+from sae_harness.sae_base import LossParts
+from sae_topk import AUX_COEFFICIENT, TopKSAE
 
 THRESHOLD_MOMENTUM = 0.99
 
@@ -16,6 +17,16 @@ class BatchTopKSAE(TopKSAE):
     def __init__(self, config, **base):
         super().__init__(config, **base)
         self.register_buffer("threshold", torch.tensor(-1.0))
+
+    def training_loss(self, x: Tensor) -> LossParts:
+        # Tokens keep different numbers of features, so the decoder is the dense product of SAEBase here.
+        x_centered = x.to(self.W_enc.dtype) - self.b_dec
+        pre = x_centered @ self.W_enc + self.b_enc
+        features = self.select(pre)
+        x_hat = self.decode(features)
+        mse = self.reconstruction_mse(x, x_hat)
+        aux = AUX_COEFFICIENT * self.auxk_loss(x - x_hat.detach(), x_centered, pre.detach(), features)
+        return LossParts(total=mse + aux, mse=mse, sparsity=aux, features=features)
 
     def select(self, pre: Tensor) -> Tensor:
         if not self.training:

@@ -44,3 +44,12 @@ def test_activations_leave_out_bos_and_padding(tiny_workspace):
     bos = cache["blocks.6.hook_resid_post"][0, 0]
     distance_to_bos = (acts - bos).norm(dim=-1) / bos.norm()
     assert distance_to_bos.min() > 0.1
+
+
+def test_a_run_whose_activations_are_cached_loads_the_model_only_when_asked(tiny_workspace, tiny_config):
+    from sae_harness.workspace import Workspace
+
+    again = Workspace.prepare(tiny_config)
+    assert again.loaded_model is None
+    assert torch.equal(again.heldout, tiny_workspace.heldout)
+    assert again.model.cfg.d_model == tiny_workspace.preset.d_model and again.loaded_model is not None

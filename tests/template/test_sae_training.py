@@ -8,6 +8,7 @@ import torch
 from experiment import SAE_CLASSES, CustomTrainer, train
 from sae_harness.activations import ShuffleBuffer
 from sae_harness.sae_base import HookSpec
+from sae_topk import AUX_COEFFICIENT, DEAD_AFTER_TOKENS
 
 HOOK = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
 
@@ -40,6 +41,50 @@ def test_topk_keeps_exactly_k_features(tiny_config):
     with torch.no_grad():
         sae.b_enc.fill_(100.0)
     assert ((sae.encode(x) > 0).sum(dim=-1) == 7).all()
+
+
+def test_batchtopk_shares_one_budget_across_the_batch_in_training(tiny_config):
+    config = dataclasses.replace(tiny_config, variant="batchtopk", k=7, sources={})
+    sae = make_sae("batchtopk", config)
+    with torch.no_grad():
+        sae.b_enc.fill_(100.0)
+    per_token = (sae.training_loss(torch.randn(64, 640) * 3).features > 0).sum(dim=-1)
+    assert per_token.sum() == 7 * 64 and per_token.unique().numel() > 1
+
+
+def dense_topk_loss(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
+    """TopK's loss written with dense matrices (select, decode, a dense AuxK), as the reference for the kernels."""
+    pre = sae.pre_activations(x)
+    x_hat = sae.decode(sae.select(pre))
+    k_aux = min(sae.k_aux, int(dead.sum()))
+    values, indices = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1)
+    residual = x - x_hat.detach()
+    residual_hat = torch.zeros_like(pre).scatter(-1, indices, values.relu()) @ sae.W_dec
+    variance = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean()
+    aux = (residual_hat - residual).pow(2).sum(dim=-1).mean() / variance
+    return sae.reconstruction_mse(x, x_hat) + AUX_COEFFICIENT * aux
+
+
+def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(tiny_config):
+    config = dataclasses.replace(tiny_config, variant="topk", k=9, sources={})
+    sae = make_sae("topk", config)
+    with torch.no_grad():
+        sae.b_enc.uniform_(-0.2, 0.2)
+        sae.b_dec.normal_()
+    x = torch.randn(96, 640, dtype=torch.float64).float() * 2
+    # A third of the features count as dead, so the AuxK term and its kernels are exercised too.
+    sae.tokens_since_fired[::3] = DEAD_AFTER_TOKENS
+    dead = sae.tokens_since_fired >= DEAD_AFTER_TOKENS
+    params = [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec]
+    parts = sae.training_loss(x)
+    sparse_grads = torch.autograd.grad(parts.total, params)
+    reference = dense_topk_loss(sae, x, dead & ~(sae.select(sae.pre_activations(x)) > 0).any(dim=0))
+    dense_grads = torch.autograd.grad(reference, params)
+    assert parts.sparsity.item() > 0
+    assert torch.allclose(parts.total, reference, rtol=1e-5)
+    assert torch.equal(parts.features, sae.select(sae.pre_activations(x)).detach())
+    for name, got, expected in zip(("W_enc", "W_dec", "b_enc", "b_dec"), sparse_grads, dense_grads):
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item()), name
 
 
 @pytest.mark.parametrize("variant", sorted(SAE_CLASSES))

@@ -70,7 +70,7 @@ def cached_or_streamed(source: ActivationSource, cache_dir: Path, cache_max_gb: 
     if size_gb > cache_max_gb:
         log.info("Activations (%.1f GB) exceed cache_max_gb=%.1f: streaming them", size_gb, cache_max_gb)
         return StreamedActivations(source)
-    path = cache_dir / "activations" / f"{source.key.digest()}.npy"
+    path = cache_path(cache_dir, source.key)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         free_gb = shutil.disk_usage(path.parent).free / 1e9

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .activations import ActivationKey, ActivationSource, cached_or_streamed
+from .activations import ActivationKey, ActivationSource, cache_path, cached_or_streamed
 from .config import ExperimentConfig
 from .lm import load_model
 from .presets import Preset
@@ -29,7 +29,8 @@ class Workspace:
     preset: Preset
     device: str
     cache_dir: Path
-    model: object
+    loaded_model: object | None
+    """The language model, or None until a step needs it (see model)."""
     train: object
     """CachedActivations or StreamedActivations of the training split."""
     heldout: torch.Tensor
@@ -37,6 +38,14 @@ class Workspace:
     scale: float
     """Training inputs are scale * x, so that their mean norm is sqrt(d_model); folded back after training."""
     setup_seconds: float
+
+    @property
+    def model(self):
+        """The language model, loaded on first use: a run whose activations are all cached needs it only for the
+        evaluations that run it (SAEBench), so runs 2..n of an idea skip the load when those are off."""
+        if self.loaded_model is None:
+            self.loaded_model = load_model(self.preset, self.device, self.cache_dir)
+        return self.loaded_model
 
     @property
     def hook(self) -> HookSpec:
@@ -48,19 +57,16 @@ class Workspace:
         preset = config.preset_spec
         device = config.resolved_device()
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-        model = load_model(preset, device, cache_dir)
         context = config.preset_value("context_length", device)
         lm_batch = config.preset_value("lm_batch_prompts", device)
-
-        def source(split: str, n_tokens: int) -> ActivationSource:
-            key = ActivationKey(preset.model_name, preset.hook_name, preset.corpus, split, n_tokens, context,
-                                str(preset.torch_dtype(device)))
-            return ActivationSource(model, key, preset.layer, lm_batch, cache_dir)
-
-        train = cached_or_streamed(source("train", config.training_tokens), cache_dir, config.cache_max_gb,
-                                   preset.d_model)
-        heldout = cached_or_streamed(source("heldout", config.heldout_tokens), cache_dir, float("inf"),
-                                     preset.d_model).all()
+        keys = {split: ActivationKey(preset.model_name, preset.hook_name, preset.corpus, split, n_tokens, context,
+                                     str(preset.torch_dtype(device)))
+                for split, n_tokens in (("train", config.training_tokens), ("heldout", config.heldout_tokens))}
+        all_cached = all(cache_path(cache_dir, key).exists() for key in keys.values())
+        model = None if all_cached else load_model(preset, device, cache_dir)
+        sources = {split: ActivationSource(model, key, preset.layer, lm_batch, cache_dir) for split, key in keys.items()}
+        train = cached_or_streamed(sources["train"], cache_dir, config.cache_max_gb, preset.d_model)
+        heldout = cached_or_streamed(sources["heldout"], cache_dir, float("inf"), preset.d_model).all()
         generator = torch.Generator().manual_seed(config.seed)
         sample = train.sample(min(NORM_SAMPLE_TOKENS, len(train)), generator)
         scale = float(preset.d_model ** 0.5 / sample.norm(dim=-1).mean())
