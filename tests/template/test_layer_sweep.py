@@ -69,6 +69,27 @@ def test_sweep_writes_finite_metrics_and_a_run_folder_per_layer(sweep_dir, sweep
     assert len({record["mse"] for record in sweep["layers"]}) == len(LAYERS)
 
 
+def test_a_sweep_run_again_reuses_the_layers_it_finished_and_retrains_on_new_settings(
+        sweep_dir, sweep_config, tiny_workspace, tmp_path, monkeypatch):
+    import shutil
+
+    import sae_harness.layer_sweep as layer_sweep
+
+    again = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, again)
+    shutil.rmtree(again / "layer_4")
+    trained = []
+    real_train_layer = layer_sweep.train_layer
+    monkeypatch.setattr(layer_sweep, "train_layer",
+                        lambda workspace, out: trained.append(workspace.preset.layer) or real_train_layer(workspace, out))
+    sweep = run_sweep(sweep_config, LAYERS, again, model=tiny_workspace.model)
+    assert trained == [4]
+    first = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [r["mse"] for r in sweep["layers"][:2]] == [r["mse"] for r in first["layers"][:2]]
+    run_sweep(dataclasses.replace(sweep_config, seed=1), [0], again, model=tiny_workspace.model)
+    assert trained == [4, 0]
+
+
 def test_charts_are_drawn_from_sweep_json(sweep_dir, tmp_path):
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
     for name in ("by_layer.png", "feature_density_by_layer.png"):

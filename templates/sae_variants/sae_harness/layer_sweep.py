@@ -146,6 +146,19 @@ def train_layer(workspace: Workspace, out_dir: Path) -> dict:
     return write_run(out_dir, config, workspace, sae, facts, wall_started=started)
 
 
+def finished_layer(workspace: Workspace, layer_dir: Path) -> dict | None:
+    """The final_info.json of a layer an earlier, interrupted sweep finished with the same settings, else None:
+    a sweep run again after a kill trains only the layers it had not finished (write_run writes atomically)."""
+    path = layer_dir / "final_info.json"
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    if info["training"].get("config") != json.loads(json.dumps(workspace.config.to_dict())):
+        return None
+    log.info("Layer %d: reusing %s, finished with the same settings", workspace.preset.layer, path)
+    return info
+
+
 def layer_record(layer: int, info: dict) -> dict:
     """One layer's line of sweep.json, read from its final_info.json (None where a metric was not computed)."""
     core, training = info["core"]["means"], info["training"]["means"]
@@ -166,8 +179,10 @@ def run_sweep(config: ExperimentConfig, layers: list[int], out_dir: Path, model=
     records = []
     for workspace in workspaces:
         layer = workspace.preset.layer
-        log.info("Layer %d: training %s on %s", layer, config.variant, workspace.preset.hook_name)
-        info = train_layer(workspace, out_dir / f"layer_{layer}")
+        info = finished_layer(workspace, out_dir / f"layer_{layer}")
+        if info is None:
+            log.info("Layer %d: training %s on %s", layer, config.variant, workspace.preset.hook_name)
+            info = train_layer(workspace, out_dir / f"layer_{layer}")
         records.append(layer_record(layer, info))
     sweep = {
         "preset": config.preset,
