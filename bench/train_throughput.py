@@ -291,16 +291,10 @@ def saelens_sae_config(bench: BenchConfig, value, normalize: str):
     return StandardTrainingSAEConfig(l1_coefficient=float(value), **common)
 
 
-def saelens_runner_config(bench: BenchConfig, value, out_dir: Path, tokenizer, context: int):
+def runner_settings(bench: BenchConfig, tokenizer, out_dir: Path) -> dict:
+    """What SAELens's single and multi-SAE runner configs share: sizes, schedule, special tokens, no logging."""
     warmup, decay = bench.schedule(bench.steps)
-    return LanguageModelSAERunnerConfig(
-        sae=saelens_sae_config(bench, value, normalize="expected_average_only_in"),
-        model_name=PRESET.model_name,
-        hook_name=PRESET.hook_name,
-        dataset_path="",
-        is_dataset_tokenized=True,
-        streaming=False,
-        context_size=context,
+    return dict(
         training_tokens=bench.sae_tokens,
         train_batch_size_tokens=bench.batch_size,
         store_batch_size_prompts=PRESET.lm_batch_prompts["cpu"],
@@ -316,6 +310,19 @@ def saelens_runner_config(bench: BenchConfig, value, out_dir: Path, tokenizer, c
         n_eval_batches=0,
         checkpoint_path=None,
         output_path=str(out_dir),
+    )
+
+
+def saelens_runner_config(bench: BenchConfig, value, out_dir: Path, tokenizer, context: int):
+    return LanguageModelSAERunnerConfig(
+        sae=saelens_sae_config(bench, value, normalize="expected_average_only_in"),
+        model_name=PRESET.model_name,
+        hook_name=PRESET.hook_name,
+        dataset_path="",
+        is_dataset_tokenized=True,
+        streaming=False,
+        context_size=context,
+        **runner_settings(bench, tokenizer, out_dir),
         verbose=False,
     )
 
@@ -344,7 +351,6 @@ def run_saelens(bench: BenchConfig, value, model, dataset, out_dir: Path, contex
 
 def run_saelens_multi(bench: BenchConfig, model, dataset, out_dir: Path, context: int) -> dict:
     """SAELens's MultiSAETrainingRunner: all configurations trained side by side from one LM pass (--with-multi)."""
-    warmup, decay = bench.schedule(bench.steps)
     saes = {f"sae_{i}": saelens_sae_config(bench, v, normalize="expected_average_only_in")
             for i, v in enumerate(bench.sweep_values, start=1)}
     cfg = MultiSAETrainingRunnerConfig(
@@ -354,21 +360,7 @@ def run_saelens_multi(bench: BenchConfig, model, dataset, out_dir: Path, context
         dataset_path="",
         streaming=False,
         context_size=context,
-        training_tokens=bench.sae_tokens,
-        train_batch_size_tokens=bench.batch_size,
-        store_batch_size_prompts=PRESET.lm_batch_prompts["cpu"],
-        exclude_special_tokens=sorted({model.tokenizer.bos_token_id, _pad_id(model.tokenizer)}),
-        n_batches_for_norm_estimate=norm_batches(bench),
-        lr=bench.lr,
-        lr_warm_up_steps=warmup,
-        lr_decay_steps=decay,
-        device="cpu",
-        dtype="float32",
-        seed=bench.seed,
-        logger=LoggingConfig(log_to_wandb=False),
-        n_eval_batches=0,
-        checkpoint_path=None,
-        output_path=str(out_dir),
+        **runner_settings(bench, model.tokenizer, out_dir),
     )
     started = time.perf_counter()
     MultiSAETrainingRunner(cfg, override_dataset=dataset, override_model=model).run()
