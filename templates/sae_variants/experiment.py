@@ -22,6 +22,7 @@ from sae_batchtopk import BatchTopKSAE
 from sae_harness.config import ConfigError, ExperimentConfig, load_config
 from sae_harness.results import write_run
 from sae_harness.sae_base import LossParts, SAEBase
+from sae_harness.sparse import Features, relu_features
 from sae_harness.workspace import Workspace
 from sae_jumprelu import JumpReLUSAE
 from sae_topk import TopKSAE
@@ -41,16 +42,23 @@ class CustomSAE(SAEBase):
         super().__init__(**base)
         self.l1_coefficient = config.sparsity_penalty
 
+    def features(self, x: Tensor) -> Features:
+        """The activation, used both in training and by encode(). relu_features holds it sparsely once few
+        features fire, so that the decoder and the backward pass touch only those (sae_harness/sparse.py).
+        Another activation returns DenseFeatures(its dense (batch, d_sae) matrix), or active_features on the
+        set of features it keeps, as sae_topk.py does."""
+        return relu_features(x, self.b_dec, self.W_enc, self.b_enc)
+
     def encode(self, x: Tensor) -> Tensor:
-        return torch.relu(self.pre_activations(x))
+        return self.features(x).dense()
 
     def training_loss(self, x: Tensor) -> LossParts:
-        features = self.encode(x)
-        mse = self.reconstruction_mse(x, self.decode(features))
+        features = self.features(x)
+        mse = self.reconstruction_mse(x, features.decode(self.W_dec) + self.b_dec)
         # L1 weighted by decoder norms, so the penalty cannot be dodged by shrinking W_enc and growing W_dec.
-        l1 = (features * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        l1 = features.row_sums(self.W_dec.norm(dim=1)).mean()
         sparsity = self.l1_coefficient * l1
-        return LossParts(total=mse + sparsity, mse=mse, sparsity=sparsity, features=features)
+        return LossParts(total=mse + sparsity, mse=mse, sparsity=sparsity, features=features.dense())
 
 
 SAE_CLASSES: dict[str, type[SAEBase]] = {
@@ -211,15 +219,10 @@ def train(sae: SAEBase, workspace: Workspace, config: ExperimentConfig) -> dict:
     }
 
 
-def main(out_dir: Path) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    try:
-        config = load_config(TEMPLATE_DIR / "config.toml")
-        workspace = Workspace.prepare(config)
-    except ConfigError as err:
-        print(f"Configuration error: {err}", file=sys.stderr)
-        return 2
+def run(workspace: Workspace, out_dir: Path, started: float) -> dict:
+    """Build the configured SAE, train it, evaluate it and write out_dir (sae_harness/results.py); return its
+    final_info. The layer sweep (sae_harness/layer_sweep.py) calls this once per layer."""
+    config = workspace.config
     torch.manual_seed(config.seed)
     sae = SAE_CLASSES[config.variant](
         config=config,
@@ -233,7 +236,18 @@ def main(out_dir: Path) -> int:
     facts = train(sae, workspace, config)
     sae.eval()
     sae.fold_activation_scale(workspace.scale)
-    write_run(out_dir, config, workspace, sae, facts, wall_started=started)
+    return write_run(out_dir, config, workspace, sae, facts, wall_started=started)
+
+
+def main(out_dir: Path) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    try:
+        workspace = Workspace.prepare(load_config(TEMPLATE_DIR / "config.toml"))
+    except ConfigError as err:
+        print(f"Configuration error: {err}", file=sys.stderr)
+        return 2
+    run(workspace, out_dir, started)
     return 0
 
 

@@ -5,8 +5,8 @@ the smallest activation kept in each training batch."""
 import torch
 from torch import Tensor
 
-from sae_harness.sae_base import LossParts
-from sae_topk import AUX_COEFFICIENT, TopKSAE
+from sae_harness.sparse import ActiveSet
+from sae_topk import TopKSAE
 
 THRESHOLD_MOMENTUM = 0.99
 
@@ -18,15 +18,9 @@ class BatchTopKSAE(TopKSAE):
         super().__init__(config, **base)
         self.register_buffer("threshold", torch.tensor(-1.0))
 
-    def training_loss(self, x: Tensor) -> LossParts:
-        # Tokens keep different numbers of features, so the decoder is the dense product of SAEBase here.
-        x_centered = x.to(self.W_enc.dtype) - self.b_dec
-        pre = x_centered @ self.W_enc + self.b_enc
-        features = self.select(pre)
-        x_hat = self.decode(features)
-        mse = self.reconstruction_mse(x, x_hat)
-        aux = AUX_COEFFICIENT * self.auxk_loss(x - x_hat.detach(), x_centered, pre.detach(), features)
-        return LossParts(total=mse + aux, mse=mse, sparsity=aux, features=features)
+    def selected(self, pre: Tensor) -> ActiveSet:
+        # Tokens keep different numbers of features; the sparse kernels take any such set.
+        return ActiveSet.of_mask(self.select(pre) > 0)
 
     def select(self, pre: Tensor) -> Tensor:
         if not self.training:

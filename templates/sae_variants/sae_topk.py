@@ -6,7 +6,7 @@ from torch import Tensor
 
 from sae_harness.config import ExperimentConfig
 from sae_harness.sae_base import LossParts, SAEBase
-from sae_harness.sparse import dense_features, gather_pre_activations, sparse_decode
+from sae_harness.sparse import ActiveSet, active_features
 
 AUX_COEFFICIENT = 1 / 32
 DEAD_AFTER_TOKENS = 200_000
@@ -29,21 +29,23 @@ class TopKSAE(SAEBase):
     def encode(self, x: Tensor) -> Tensor:
         return self.select(self.pre_activations(x))
 
+    def selected(self, pre: Tensor) -> ActiveSet:
+        """Where select(pre) may be nonzero: each token's k largest pre-activations."""
+        return ActiveSet.of_indices(pre.topk(self.k, dim=-1).indices, self.cfg.d_sae)
+
     def training_loss(self, x: Tensor) -> LossParts:
         # The numbers of select() and decode(), but only the k selected features per token enter the decoder
-        # and the backward pass (sae_harness/sparse.py): four of a dense step's six big matrix products go.
-        x_centered = x.to(self.W_enc.dtype) - self.b_dec
+        # and the backward pass (sae_harness/sparse.py): four of a dense step's five big matrix products go.
         with torch.no_grad():
-            pre = x_centered @ self.W_enc + self.b_enc
-        top, indices = pre.topk(self.k, dim=-1)
-        values = gather_pre_activations(x_centered, self.W_enc, self.b_enc, indices, top).relu()
-        x_hat = sparse_decode(values, indices, self.W_dec) + self.b_dec
-        features = dense_features(values, indices, self.cfg.d_sae)
+            pre = self.pre_activations(x)
+        features = active_features(x, self.b_dec, self.W_enc, self.b_enc, self.selected(pre), pre)
+        x_hat = features.decode(self.W_dec) + self.b_dec
         mse = self.reconstruction_mse(x, x_hat)
-        aux = AUX_COEFFICIENT * self.auxk_loss(x - x_hat.detach(), x_centered, pre, features)
-        return LossParts(total=mse + aux, mse=mse, sparsity=aux, features=features)
+        dense = features.dense()
+        aux = AUX_COEFFICIENT * self.auxk_loss(x, x - x_hat.detach(), pre, dense)
+        return LossParts(total=mse + aux, mse=mse, sparsity=aux, features=dense)
 
-    def auxk_loss(self, residual: Tensor, x_centered: Tensor, pre: Tensor, features: Tensor) -> Tensor:
+    def auxk_loss(self, x: Tensor, residual: Tensor, pre: Tensor, features: Tensor) -> Tensor:
         """Reconstruct the residual from the k_aux strongest dead features, relative to the residual's variance."""
         with torch.no_grad():
             fired = (features > 0).any(dim=0)
@@ -53,9 +55,10 @@ class TopKSAE(SAEBase):
         k_aux = min(self.k_aux, int(dead.sum()))
         if k_aux == 0:
             return pre.new_zeros(())
-        top, indices = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1)
-        values = gather_pre_activations(x_centered, self.W_enc, self.b_enc, indices, top).relu()
-        residual_hat = sparse_decode(values, indices, self.W_dec)
+        strongest_dead = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1).indices
+        dead_features = active_features(x, self.b_dec, self.W_enc, self.b_enc,
+                                        ActiveSet.of_indices(strongest_dead, self.cfg.d_sae), pre)
+        residual_hat = dead_features.decode(self.W_dec)
         variance = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
         return (residual_hat - residual).pow(2).sum(dim=-1).mean() / variance
 

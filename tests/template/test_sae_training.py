@@ -8,6 +8,7 @@ import torch
 from experiment import SAE_CLASSES, CustomTrainer, train
 from sae_harness.activations import ShuffleBuffer
 from sae_harness.sae_base import HookSpec
+from sae_harness.sparse import SPARSE_BELOW
 from sae_topk import AUX_COEFFICIENT, DEAD_AFTER_TOKENS
 
 HOOK = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
@@ -65,9 +66,10 @@ def dense_topk_loss(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
     return sae.reconstruction_mse(x, x_hat) + AUX_COEFFICIENT * aux
 
 
-def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(tiny_config):
-    config = dataclasses.replace(tiny_config, variant="topk", k=9, sources={})
-    sae = make_sae("topk", config)
+@pytest.mark.parametrize("variant", ["topk", "batchtopk"])
+def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, tiny_config):
+    config = dataclasses.replace(tiny_config, variant=variant, k=9, sources={})
+    sae = make_sae(variant, config)
     with torch.no_grad():
         sae.b_enc.uniform_(-0.2, 0.2)
         sae.b_dec.normal_()
@@ -78,12 +80,40 @@ def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(tiny_config):
     params = [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec]
     parts = sae.training_loss(x)
     sparse_grads = torch.autograd.grad(parts.total, params)
-    reference = dense_topk_loss(sae, x, dead & ~(sae.select(sae.pre_activations(x)) > 0).any(dim=0))
+    selected = sae.select(sae.pre_activations(x))
+    if variant == "batchtopk":  # tokens keep different numbers of features: the variable-length kernels
+        assert (selected > 0).sum(dim=-1).unique().numel() > 1
+    reference = dense_topk_loss(sae, x, dead & ~(selected > 0).any(dim=0))
     dense_grads = torch.autograd.grad(reference, params)
     assert parts.sparsity.item() > 0
     assert torch.allclose(parts.total, reference, rtol=1e-5)
-    assert torch.equal(parts.features, sae.select(sae.pre_activations(x)).detach())
+    assert torch.equal(parts.features, selected.detach())
     for name, got, expected in zip(("W_enc", "W_dec", "b_enc", "b_dec"), sparse_grads, dense_grads):
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item()), name
+
+
+@pytest.mark.parametrize("encoder_bias, path", [(-4.5, "sparse"), (0.0, "dense")])
+def test_relu_sae_gives_the_dense_loss_and_gradients_on_either_path(encoder_bias, path, tiny_config):
+    config = dataclasses.replace(tiny_config, variant="relu", sources={})
+    sae = make_sae("relu", config)
+    with torch.no_grad():
+        sae.b_enc.uniform_(encoder_bias - 0.2, encoder_bias + 0.2)
+        sae.b_dec.normal_(0, 0.1)
+        sae.W_dec.mul_(torch.rand(sae.cfg.d_sae, 1) + 0.5)  # norms other than 1, so the L1 weighting counts
+    x = torch.randn(96, 640) * 2
+    params = [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec]
+    parts = sae.training_loss(x)
+    grads = torch.autograd.grad(parts.total, params)
+
+    features = sae.encode(x)
+    density = (features > 0).float().mean().item()
+    assert (density < SPARSE_BELOW) == (path == "sparse") and density > 0.002, density
+    reference = (sae.reconstruction_mse(x, sae.decode(features))
+                 + config.sparsity_penalty * (features * sae.W_dec.norm(dim=1)).sum(dim=-1).mean())
+    reference_grads = torch.autograd.grad(reference, params)
+    assert torch.allclose(parts.total, reference, rtol=1e-5)
+    assert torch.allclose(parts.features, features.detach(), atol=1e-5)
+    for name, got, expected in zip(("W_enc", "W_dec", "b_enc", "b_dec"), grads, reference_grads):
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item()), name
 
 

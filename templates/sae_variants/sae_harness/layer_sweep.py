@@ -38,7 +38,7 @@ from .activations import ActivationKey, CachedActivations, MultiLayerSource, cac
 from .config import ConfigError, ExperimentConfig, load_config
 from .evaluation import FORMULAS
 from .lm import load_model
-from .results import atomic_write_text, write_run
+from .results import atomic_write_text
 from .workspace import NORM_SAMPLE_TOKENS, Workspace, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -128,22 +128,7 @@ def experiment_module(template_dir: Path = TEMPLATE_DIR):
 
 def train_layer(workspace: Workspace, out_dir: Path) -> dict:
     """Train experiment.py's SAE on one layer's workspace and write the layer's run folder; return final_info."""
-    experiment = experiment_module()
-    config, started = workspace.config, time.perf_counter()
-    torch.manual_seed(config.seed)
-    sae = experiment.SAE_CLASSES[config.variant](
-        config=config,
-        d_in=workspace.preset.d_model,
-        d_sae=config.dict_size,
-        hook=workspace.hook,
-        device=workspace.device,
-        generator=torch.Generator().manual_seed(config.seed),
-    ).to(device=workspace.device)
-    workspace.initialise_decoder_bias(sae)
-    facts = experiment.train(sae, workspace, config)
-    sae.eval()
-    sae.fold_activation_scale(workspace.scale)
-    return write_run(out_dir, config, workspace, sae, facts, wall_started=started)
+    return experiment_module().run(workspace, out_dir, started=time.perf_counter())
 
 
 def finished_layer(workspace: Workspace, layer_dir: Path) -> dict | None:
