@@ -7,7 +7,9 @@ Two figures, both measured in this one process and run, on the same model (the t
 offline Gemma 3 270M, loaded with sae_harness/lm.py), the same hook, SAE width, batch size, token count and
 dtype (float32 on the CPU):
 
-1. step_ratio: SAE updates per second on one shared tensor of precomputed, normalised activations.
+1. step_ratio: SAE updates per second on one shared tensor of precomputed, normalised activations, over a whole
+   training run from a fresh SAE (one sweep run's epochs * tokens / batch_size steps and its schedule): a ReLU
+   SAE is dense for its first few dozen steps and sparse after, and ours exploits the sparse part.
    Ours is experiment.py's own train() loop (CustomSAE, ReLU + decoder-norm-weighted L1, or TopKSAE with
    --variant topk) with CustomTrainer; SAELens's is SAETrainer.fit() on StandardTrainingSAE (or
    TopKTrainingSAE), Adam at the same lr, warmup and final linear decay. Both consume the very same batches
@@ -157,12 +159,16 @@ class BenchConfig:
     """Adam learning rate on both sides (the template's default)."""
     heldout_tokens: int = 0
     """Held-out tokens for ours' own metrics; 0 keeps the template's default (32,768)."""
-    step_steps: int = 30
-    """SAE updates per timed step-benchmark repetition."""
+    step_steps: int = 0
+    """SAE updates per timed step-benchmark repetition; 0: as many as one run of the template at its default sizes
+    (config.toml's training_tokens * epochs / batch_size), warmup and decay included. A ReLU SAE fires densely
+    for its first few dozen steps and sparsely after; the figure covers a whole run, not only its start."""
+    step_value: str = ""
+    """The step benchmark's L1 coefficient (relu) or k (topk); empty: config.toml's own."""
     step_repeats: int = 3
     """Timed repetitions per side in the step benchmark, alternating ours and SAELens; the best one counts."""
     profile_steps: int = 3
-    """Steps profiled with torch.profiler per side (0 turns profiling off)."""
+    """Steps profiled with torch.profiler per side, after a whole run of training (0 turns profiling off)."""
     with_multi: bool = False
     """Also time SAELens's MultiSAETrainingRunner (all configurations from one LM pass) after the sweep."""
     skip_sweep: bool = False
@@ -181,6 +187,15 @@ class BenchConfig:
         text = self.configs or DEFAULT_CONFIGS[self.variant]
         cast = int if self.variant == "topk" else float
         self.sweep_values = [cast(v) for v in text.split(",") if v.strip()]
+
+    @property
+    def step_run(self) -> tuple[int, float]:
+        """(steps, L1 coefficient or k) of the step benchmark's training run."""
+        defaults = load_config(TEMPLATE_DIR / "config.toml", environ={"SAE_PRESET": PRESET.name})
+        steps = self.step_steps or defaults.training_tokens // self.batch_size * defaults.epochs
+        if self.variant == "topk":
+            return steps, int(self.step_value or defaults.k)
+        return steps, float(self.step_value or defaults.sparsity_penalty)
 
     @property
     def sae_tokens(self) -> int:
@@ -504,11 +519,12 @@ def as_cached_activations(acts: torch.Tensor) -> CachedActivations:
     return cached
 
 
-def ours_step_run(bench: BenchConfig, acts: torch.Tensor) -> float:
-    """Seconds for experiment.train() over acts (one epoch: len(acts) / batch_size steps)."""
+def ours_step_run(bench: BenchConfig, acts: torch.Tensor) -> tuple[float, float]:
+    """Seconds for experiment.train() over acts (one epoch: len(acts) / batch_size steps), and the trained SAE's
+    L0 on the first batch."""
     steps = len(acts) // bench.batch_size
     warmup, _ = bench.schedule(steps)
-    env = template_env(bench, Path(tempfile.gettempdir()), bench.sweep_values[0], len(acts), 1)
+    env = template_env(bench, Path(tempfile.gettempdir()), bench.step_run[1], len(acts), 1)
     env["SAE_WARMUP_STEPS"] = str(warmup)
     config = load_config(TEMPLATE_DIR / "config.toml", environ=env)
     torch.manual_seed(config.seed)
@@ -522,13 +538,18 @@ def ours_step_run(bench: BenchConfig, acts: torch.Tensor) -> float:
     facts = experiment.train(sae, workspace, config)
     seconds = time.perf_counter() - started
     assert facts["training_steps"] == steps, facts["training_steps"]
-    return seconds
+    return seconds, l0(sae.encode, acts[:bench.batch_size])
+
+
+def l0(encode, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (encode(x) > 0).float().sum(dim=-1).mean().item()
 
 
 def saelens_trainer(bench: BenchConfig, acts: torch.Tensor) -> SAETrainer:
     steps = len(acts) // bench.batch_size
     warmup, decay = bench.schedule(steps)
-    cfg = saelens_sae_config(bench, bench.sweep_values[0], normalize="none")
+    cfg = saelens_sae_config(bench, bench.step_run[1], normalize="none")
     torch.manual_seed(bench.seed)
     sae = TopKTrainingSAE(cfg) if bench.variant == "topk" else StandardTrainingSAE(cfg)
     provider = as_cached_activations(acts).epoch(bench.batch_size, torch.Generator().manual_seed(bench.seed))
@@ -541,20 +562,21 @@ def saelens_trainer(bench: BenchConfig, acts: torch.Tensor) -> SAETrainer:
     return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)
 
 
-def saelens_step_run(bench: BenchConfig, acts: torch.Tensor) -> float:
-    """Seconds for SAETrainer.fit() over the same batches (constructing the trainer included, as for ours)."""
+def saelens_step_run(bench: BenchConfig, acts: torch.Tensor) -> tuple[float, float]:
+    """Seconds for SAETrainer.fit() over the same batches (constructing the trainer included, as for ours), and
+    the trained SAE's L0 on the first batch."""
     started = time.perf_counter()
     trainer = saelens_trainer(bench, acts)
     trainer.fit()
     seconds = time.perf_counter() - started
     assert trainer.n_training_steps == len(acts) // bench.batch_size, trainer.n_training_steps
-    return seconds
+    return seconds, l0(trainer.sae.encode, acts[:bench.batch_size])
 
 
 def paired_trainers(bench: BenchConfig, acts: torch.Tensor, total_steps: int):
     """Our CustomTrainer and SAELens's SAETrainer, each with a fresh SAE of the benchmark's variant and sizes."""
     config = load_config(TEMPLATE_DIR / "config.toml", environ=template_env(
-        bench, Path(tempfile.gettempdir()), bench.sweep_values[0], len(acts), 1))
+        bench, Path(tempfile.gettempdir()), bench.step_run[1], len(acts), 1))
     ours_sae = experiment.SAE_CLASSES[config.variant](
         config=config, d_in=PRESET.d_model, d_sae=bench.d_sae,
         hook=HookSpec(PRESET.model_name, PRESET.layer, PRESET.hook_name),
@@ -562,9 +584,10 @@ def paired_trainers(bench: BenchConfig, acts: torch.Tensor, total_steps: int):
     return experiment.CustomTrainer(ours_sae, config, total_steps=total_steps), saelens_trainer(bench, acts)
 
 
-def interleaved_steps(bench: BenchConfig, acts: torch.Tensor) -> dict:
+def interleaved_steps(bench: BenchConfig, acts: torch.Tensor) -> tuple[dict, tuple]:
     """One trainer step of each side in turn on the same batch, each timed alone: the median per-step time is
-    robust to load from other processes, which a whole loop of one side and then the other is not."""
+    robust to load from other processes, which a whole loop of one side and then the other is not. Returns
+    the figures and the two trainers, trained."""
     ours, theirs = paired_trainers(bench, acts, total_steps=len(acts) // bench.batch_size)
     ours_s, theirs_s = [], []
     for i in range(len(acts) // bench.batch_size):
@@ -575,23 +598,21 @@ def interleaved_steps(bench: BenchConfig, acts: torch.Tensor) -> dict:
             times.append(time.perf_counter() - started)
     ours_median, theirs_median = float(np.median(ours_s)), float(np.median(theirs_s))
     return {"ours_step_median_s": ours_median, "saelens_step_median_s": theirs_median,
-            "step_ratio_interleaved": theirs_median / ours_median}
+            "step_ratio_interleaved": theirs_median / ours_median}, (ours, theirs)
 
 
-def profile_steps(bench: BenchConfig, acts: torch.Tensor) -> dict:
-    """Where one SAE update's CPU time goes on each side: GEMM share and calls, and the top operators."""
+def profile_steps(bench: BenchConfig, acts: torch.Tensor, trainers: tuple) -> dict:
+    """Where one SAE update's CPU time goes on each side, once trained: GEMM share and calls, and the top
+    operators."""
     from torch.profiler import ProfilerActivity, profile
 
     n = bench.profile_steps
-    ours, theirs = paired_trainers(bench, acts, total_steps=10 * n)
     batches = [acts[i * bench.batch_size:(i + 1) * bench.batch_size] for i in range(n)]
-    ours.step(batches[0])
-    theirs.step(batches[0])
     out = {}
-    for name, step in (("ours", ours.step), ("saelens", theirs.step)):
+    for name, trainer in zip(("ours", "saelens"), trainers):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for x in batches:
-                step(x)
+                trainer.step(x)
         events = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in events)
         gemm = [e for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm")]
@@ -606,18 +627,23 @@ def profile_steps(bench: BenchConfig, acts: torch.Tensor) -> dict:
 
 
 def step_benchmark(bench: BenchConfig, cache_dir: Path | None) -> dict:
-    acts = step_activations(bench, cache_dir, bench.step_steps)
+    steps, value = bench.step_run
+    acts = step_activations(bench, cache_dir, steps)
     warm = acts[:min(len(acts), 3 * bench.batch_size)]
     ours_step_run(bench, warm)
     saelens_step_run(bench, warm)
     ours_s, saelens_s = [], []
     for _ in range(bench.step_repeats):
-        ours_s.append(ours_step_run(bench, acts))
-        saelens_s.append(saelens_step_run(bench, acts))
-        print(f"  step benchmark: ours {bench.step_steps / ours_s[-1]:.3f} steps/s, "
-              f"SAELens {bench.step_steps / saelens_s[-1]:.3f} steps/s")
-    ours_rate, saelens_rate = bench.step_steps / min(ours_s), bench.step_steps / min(saelens_s)
+        seconds, ours_l0 = ours_step_run(bench, acts)
+        ours_s.append(seconds)
+        seconds, saelens_l0 = saelens_step_run(bench, acts)
+        saelens_s.append(seconds)
+        print(f"  step benchmark, {steps} steps at {value}: ours {steps / ours_s[-1]:.3f} steps/s (L0 {ours_l0:.1f} at the "
+              f"end), SAELens {steps / saelens_s[-1]:.3f} steps/s (L0 {saelens_l0:.1f})")
+    ours_rate, saelens_rate = steps / min(ours_s), steps / min(saelens_s)
     result = {
+        "steps": steps,
+        "value": value,
         "ours_step_seconds": ours_s,
         "saelens_step_seconds": saelens_s,
         "ours_steps_per_s": ours_rate,
@@ -625,12 +651,15 @@ def step_benchmark(bench: BenchConfig, cache_dir: Path | None) -> dict:
         "ours_step_tokens_per_s": ours_rate * bench.batch_size,
         "saelens_step_tokens_per_s": saelens_rate * bench.batch_size,
         "step_ratio": ours_rate / saelens_rate,
+        "ours_final_l0": ours_l0,
+        "saelens_final_l0": saelens_l0,
     }
-    result.update(interleaved_steps(bench, acts))
+    interleaved, trainers = interleaved_steps(bench, acts)
+    result.update(interleaved)
     print(f"  interleaved single steps: median ours {result['ours_step_median_s']:.3f} s, "
           f"SAELens {result['saelens_step_median_s']:.3f} s")
     if bench.profile_steps:
-        result["profile"] = profile_steps(bench, acts)
+        result["profile"] = profile_steps(bench, acts, trainers)
     return result
 
 
@@ -642,7 +671,9 @@ def print_report(bench: BenchConfig, sweep_result: dict | None, step_result: dic
     print(f"Model {PRESET.model_name}, hook {PRESET.hook_name}, d_sae {bench.d_sae}, batch {bench.batch_size}, "
           f"{bench.tokens} tokens per run, float32 on the CPU, variant {bench.variant}")
     if step_result:
-        print("\nSAE updates on one shared tensor of activations (best of the repetitions):")
+        print(f"\nWhole training runs of {step_result['steps']} SAE updates at {step_result['value']} on one shared tensor of activations (best "
+              f"of the repetitions); L0 after training: ours {step_result['ours_final_l0']:.1f}, "
+              f"SAELens {step_result['saelens_final_l0']:.1f}")
         print(f"  {'side':10} {'steps/s':>9} {'tokens/s':>10}")
         for side in ("ours", "saelens"):
             print(f"  {side:10} {step_result[f'{side}_steps_per_s']:9.3f} {step_result[f'{side}_step_tokens_per_s']:10.0f}")
@@ -710,7 +741,10 @@ def summary_json(bench: BenchConfig, machine: dict, loads: dict, sweep_result, s
         "tokens": bench.tokens,
         "epochs": bench.epochs,
         "sae_tokens_per_run": bench.sae_tokens,
-        "step_steps": bench.step_steps,
+        "step_steps": step_result and step_result["steps"],
+        "step_value": step_result and step_result["value"],
+        "step_final_l0": step_result and {"ours": round(step_result["ours_final_l0"], 1),
+                                          "saelens": round(step_result["saelens_final_l0"], 1)},
         "dtype": "float32",
         "lr": bench.lr,
         "saebench": "skipped on both sides",
@@ -742,7 +776,9 @@ def parse_args(argv=None) -> BenchConfig:
     parser.add_argument("--configs", help="comma-separated L1 coefficients (relu) or k values (topk)")
     parser.add_argument("--lr", type=float, help="Adam learning rate on both sides (default 2e-3)")
     parser.add_argument("--heldout-tokens", type=int, help="ours' held-out tokens (default: the template's 32,768)")
-    parser.add_argument("--step-steps", type=int, help="SAE updates per timed step-benchmark repetition (default 30)")
+    parser.add_argument("--step-steps", type=int, help="SAE updates per timed step-benchmark repetition (default: "
+                        "one run of the template at its default sizes, 438 steps)")
+    parser.add_argument("--step-value", help="the step benchmark's L1 coefficient or k (default: config.toml's)")
     parser.add_argument("--step-repeats", type=int, help="timed repetitions per side (default 3)")
     parser.add_argument("--profile-steps", type=int, help="steps profiled per side (default 3, 0 = off)")
     parser.add_argument("--with-multi", action="store_true",
@@ -759,7 +795,7 @@ def parse_args(argv=None) -> BenchConfig:
         values = dict(tokens=4096, d_sae=512, batch_size=1024, heldout_tokens=1024, step_steps=8, step_repeats=1,
                       profile_steps=2, epochs=1, configs="0.3,1" if args.variant != "topk" else "16,64")
     for name in ("tokens", "epochs", "d_sae", "batch_size", "variant", "configs", "lr", "heldout_tokens", "step_steps",
-                 "step_repeats", "profile_steps"):
+                 "step_value", "step_repeats", "profile_steps"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     bench = BenchConfig(**values, with_multi=args.with_multi, skip_sweep=args.skip_sweep, skip_steps=args.skip_steps,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SPARSE_BELOW = 0.06
+SPARSE_BELOW = 0.15
 """relu_features goes sparse when fewer than this fraction of the features fire. Above it, gathers over that
 many entries cost more than the dense products (bench/sparse_crossover.py measures where the two meet)."""
 
