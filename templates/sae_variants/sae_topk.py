@@ -6,7 +6,7 @@ from torch import Tensor
 
 from sae_harness.config import ExperimentConfig
 from sae_harness.sae_base import LossParts, SAEBase
-from sae_harness.sparse import ActiveSet, active_features
+from sae_harness.sparse import SPARSE_BELOW, ActiveSet, active_features
 
 AUX_COEFFICIENT = 1 / 32
 DEAD_AFTER_TOKENS = 200_000
@@ -52,13 +52,24 @@ class TopKSAE(SAEBase):
             self.tokens_since_fired += len(features)
             self.tokens_since_fired[fired] = 0
             dead = self.tokens_since_fired >= DEAD_AFTER_TOKENS
-        k_aux = min(self.k_aux, int(dead.sum()))
+        n_dead = int(dead.sum())
+        k_aux = min(self.k_aux, n_dead)
         if k_aux == 0:
             return pre.new_zeros(())
-        strongest_dead = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1).indices
-        dead_features = active_features(x, self.b_dec, self.W_enc, self.b_enc,
-                                        ActiveSet.of_indices(strongest_dead, self.cfg.d_sae), pre)
-        residual_hat = dead_features.decode(self.W_dec)
+        if k_aux < SPARSE_BELOW * n_dead:
+            strongest_dead = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1).indices
+            dead_features = active_features(x, self.b_dec, self.W_enc, self.b_enc,
+                                            ActiveSet.of_indices(strongest_dead, self.cfg.d_sae), pre)
+            residual_hat = dead_features.decode(self.W_dec)
+        else:
+            # Most dead features are picked for every token: dense products over the dead columns alone are
+            # cheaper than gathers over that many entries.
+            columns = dead.nonzero().squeeze(1)
+            W_enc_dead = self.W_enc[:, columns]
+            pre_dead = x.to(W_enc_dead.dtype) @ W_enc_dead + (self.b_enc[columns] - self.b_dec @ W_enc_dead)
+            strongest = pre[:, columns].topk(k_aux, dim=-1).indices
+            kept = torch.zeros_like(pre_dead, dtype=torch.bool).scatter_(-1, strongest, True)
+            residual_hat = (torch.relu(pre_dead) * kept) @ self.W_dec[columns]
         variance = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-8)
         return (residual_hat - residual).pow(2).sum(dim=-1).mean() / variance
 

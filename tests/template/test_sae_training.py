@@ -66,15 +66,18 @@ def dense_topk_loss(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
     return sae.reconstruction_mse(x, x_hat) + AUX_COEFFICIENT * aux
 
 
-@pytest.mark.parametrize("variant", ["topk", "batchtopk"])
-def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, tiny_config):
+# d_in 640 makes AuxK pick every dead feature (its dense path); d_in 16 picks 8 of them (its sparse path).
+@pytest.mark.parametrize("variant, d_in", [("topk", 640), ("topk", 16), ("batchtopk", 640)])
+def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, d_in, tiny_config):
     config = dataclasses.replace(tiny_config, variant=variant, k=9, sources={})
-    sae = make_sae(variant, config)
+    sae = make_sae(variant, config, d_in=d_in)
+    # A third of the features count as dead, and their lower bias keeps them out of the top k, so they stay dead
+    # and the AuxK term and its kernels are exercised too.
     with torch.no_grad():
         sae.b_enc.uniform_(-0.2, 0.2)
+        sae.b_enc[::3] -= 3.0
         sae.b_dec.normal_()
-    x = torch.randn(96, 640, dtype=torch.float64).float() * 2
-    # A third of the features count as dead, so the AuxK term and its kernels are exercised too.
+    x = torch.randn(96, d_in, dtype=torch.float64).float() * 2
     sae.tokens_since_fired[::3] = DEAD_AFTER_TOKENS
     dead = sae.tokens_since_fired >= DEAD_AFTER_TOKENS
     params = [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec]
@@ -86,6 +89,8 @@ def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, tiny_con
     reference = dense_topk_loss(sae, x, dead & ~(selected > 0).any(dim=0))
     dense_grads = torch.autograd.grad(reference, params)
     assert parts.sparsity.item() > 0
+    n_dead = int((sae.tokens_since_fired >= DEAD_AFTER_TOKENS).sum())
+    assert (min(sae.k_aux, n_dead) < SPARSE_BELOW * n_dead) == (d_in == 16), n_dead  # the AuxK path meant
     assert torch.allclose(parts.total, reference, rtol=1e-5)
     assert torch.equal(parts.features, selected.detach())
     for name, got, expected in zip(("W_enc", "W_dec", "b_enc", "b_dec"), sparse_grads, dense_grads):
