@@ -121,6 +121,7 @@ from sae_harness.lm import load_model  # noqa: E402
 from sae_harness.presets import PRESETS  # noqa: E402
 from sae_harness.sae_base import HookSpec  # noqa: E402
 from sae_harness.workspace import NORM_SAMPLE_TOKENS, default_cache_dir  # noqa: E402
+from sae_topk import DEAD_AFTER_TOKENS  # noqa: E402
 from sae_lens import (  # noqa: E402
     LanguageModelSAERunnerConfig,
     LanguageModelSAETrainingRunner,
@@ -558,6 +559,9 @@ def saelens_trainer(bench: BenchConfig, acts: torch.Tensor) -> SAETrainer:
         train_batch_size_samples=bench.batch_size,
         lr=bench.lr, lr_end=bench.lr, lr_warm_up_steps=warmup, lr_decay_steps=decay,
         device="cpu", logger=LoggingConfig(log_to_wandb=False),
+        # SAELens counts a feature dead after this many steps without firing; ours after DEAD_AFTER_TOKENS tokens.
+        # The same window makes both start their AuxK loss at the same step.
+        dead_feature_window=math.ceil(DEAD_AFTER_TOKENS / bench.batch_size),
     )
     return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)
 
