@@ -50,7 +50,8 @@ class CustomSAE(SAEBase):
         return relu_features(x, self.b_dec, self.W_enc, self.b_enc)
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.features(x).dense()
+        # features() takes rows of tokens; SAEBench passes (batch, positions, d_in).
+        return self.features(x.flatten(0, -2)).dense().view(*x.shape[:-1], -1)
 
     def training_loss(self, x: Tensor) -> LossParts:
         features = self.features(x)

@@ -118,6 +118,8 @@ def test_relu_sae_gives_the_dense_loss_and_gradients_on_either_path(encoder_bias
     reference_grads = torch.autograd.grad(reference, params)
     assert torch.allclose(parts.total, reference, rtol=1e-5)
     assert torch.allclose(parts.features, features.detach(), atol=1e-5)
+    # SAEBench encodes (batch, positions, d_in) activations.
+    assert torch.allclose(sae.encode(x.view(8, 12, 640)).reshape(96, -1), features, atol=1e-5)
     for name, got, expected in zip(("W_enc", "W_dec", "b_enc", "b_dec"), grads, reference_grads):
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item()), name
 
