@@ -50,6 +50,7 @@ demo: setup
 	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2 --writeup latex
 
 test: setup
+	$(ORCH_PY) -m ruff check .
 	$(TEMPLATE_PY) -m pytest tests/template -q
 	$(ORCH_PY) -m pytest tests/scientist -q
 

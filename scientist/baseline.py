@@ -18,40 +18,27 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .files import atomic_write_text
-from .runner import run_python
+from .folder import final_info_path, read_final_info, run_dir
+from .manifest import Manifest, ManifestError, load_manifest
+from .runner import run_experiment
 
 log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "baseline_fingerprint.json"
-# The files that decide a run's numbers; plot.py, notes and ideas do not.
-RESULT_FILES = ("experiment.py", "sae_*.py", "sae_harness/*.py", "config.toml")
-# SAE_* variables that change where things are kept or how often they are logged, not the numbers.
-SETTINGS_WITHOUT_EFFECT = {"SAE_CACHE_DIR", "SAE_LOG_EVERY"}
 
 
 class BaselineError(Exception):
     """run_0 cannot be built or cannot serve as a baseline; the message says what to do."""
 
 
-def baseline_problem(info: dict) -> str | None:
-    """Why a run_0's final_info cannot serve as a baseline, or None."""
-    training, core = info.get("training", {}).get("means", {}), info.get("core", {}).get("means", {})
-    if not training.get("training_steps"):
-        return "training_steps is 0 or missing: the baseline SAE was never trained"
-    if not core.get("l0"):
-        return "L0 is 0 or missing: the baseline SAE has no active features"
-    ev = core.get("explained_variance")
-    if ev is None or ev < 0:
-        return f"explained variance is {ev}: the baseline reconstructs worse than the mean"
-    return None
-
-
-def fingerprint(template: Path, environ: dict) -> dict:
-    """Digests of the files that decide a run's numbers, and the SAE_* settings in force."""
-    files = {}
-    for pattern in RESULT_FILES:
+def fingerprint(manifest: Manifest, environ: Mapping[str, str]) -> dict:
+    """Digests of the files that decide a run's numbers (the manifest's run.result_files), and the template's
+    settings in force (its variables, less those that change no number)."""
+    template, files = manifest.path, {}
+    for pattern in manifest.result_files:
         for path in sorted(template.glob(pattern)):
             files[path.relative_to(template).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    settings = {k: v for k, v in sorted(environ.items()) if k.startswith("SAE_") and k not in SETTINGS_WITHOUT_EFFECT}
+    settings = {k: v for k, v in sorted(environ.items())
+                if manifest.is_setting(k) and k not in manifest.settings_without_effect}
     return {"files": files, "settings": settings}
 
 
@@ -65,11 +52,12 @@ def fingerprint_changes(recorded: dict, current: dict) -> list[str]:
     return changes
 
 
-def ensure_baseline(template: Path, python: Path, timeout_s: float, environ: Mapping[str, str] | None = None) -> Path:
-    """Return template/run_0, built now if it is missing or stale. A stale run_0 is moved aside, not deleted."""
+def ensure_baseline(manifest: Manifest, timeout_s: float, environ: Mapping[str, str] | None = None) -> Path:
+    """Return the template's run_0, built now if it is missing or stale. A stale run_0 is moved aside, not
+    deleted."""
     environ = os.environ if environ is None else environ
-    run_0 = template / "run_0"
-    current = fingerprint(template, environ)
+    run_0 = run_dir(manifest.path, 0)
+    current = fingerprint(manifest, environ)
     if run_0.exists():
         record = run_0 / FINGERPRINT_FILE
         recorded = json.loads(record.read_text()) if record.exists() else None
@@ -79,37 +67,40 @@ def ensure_baseline(template: Path, python: Path, timeout_s: float, environ: Map
             run_0.rename(stale)
             log.warning("%s was made by other code or settings (%s); moved to %s and rebuilt.", run_0,
                         "; ".join(reasons), stale.name)
-    if not (run_0 / "final_info.json").exists():
-        build_baseline(template, python, timeout_s, current, environ)
-    problem = baseline_problem(json.loads((run_0 / "final_info.json").read_text()))
+    if not final_info_path(manifest.path, 0).exists():
+        build_baseline(manifest, timeout_s, current, environ)
+    problem = manifest.baseline_problem(read_final_info(manifest.path, 0))
     if problem:
-        raise BaselineError(f"{run_0 / 'final_info.json'}: not a usable baseline ({problem}); check the template's "
-                            f"config.toml, then delete run_0 and run `make baseline`.")
+        raise BaselineError(f"{final_info_path(manifest.path, 0)}: not a usable baseline ({problem}); check the "
+                            f"template's settings, then delete run_0 and build it again (`make baseline`).")
     return run_0
 
 
-def build_baseline(template: Path, python: Path, timeout_s: float, current: dict, environ: Mapping[str, str]):
+def build_baseline(manifest: Manifest, timeout_s: float, current: dict, environ: Mapping[str, str]):
+    template = manifest.path
     log.info("Training the baseline: python experiment.py --out_dir=run_0 in %s", template)
-    result = run_python(python, ["experiment.py", "--out_dir=run_0"], template, timeout_s, "run_0",
-                        on_heartbeat=lambda activity: log.info("baseline: %s", activity), environ=environ)
+    result = run_experiment(manifest, manifest.python_path, template, 0, timeout_s,
+                            on_heartbeat=lambda activity: log.info("baseline: %s", activity), environ=environ)
     if not result.ok:
         raise BaselineError(f"{template}/run_0: building the baseline failed (exit {result.returncode}); "
                             f"see {template}/logs/run_0.stderr:\n{result.stderr_tail}")
-    atomic_write_text(template / "run_0" / FINGERPRINT_FILE, json.dumps(current, indent=2))
+    atomic_write_text(run_dir(template, 0) / FINGERPRINT_FILE, json.dumps(current, indent=2))
     log.info("Baseline ready in %.0f s", result.seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     argv = sys.argv[1:] if argv is None else argv
-    template = Path(argv[0] if argv else Path(__file__).resolve().parent.parent / "templates" / "sae_variants")
-    python = template / ".venv" / "bin" / "python"
-    if not python.exists():
-        print(f"{python}: the template's experiment environment is missing; run `make setup`.", file=sys.stderr)
+    if len(argv) != 1:
+        print("usage: python -m scientist.baseline TEMPLATE_DIR", file=sys.stderr)
         return 2
     try:
-        run_0 = ensure_baseline(template, python, timeout_s=7200.0)
-    except BaselineError as err:
+        manifest = load_manifest(Path(argv[0]))
+        if not manifest.python_path.exists():
+            raise BaselineError(f"{manifest.python_path}: the template's experiment environment is missing; run "
+                                "`make setup`.")
+        run_0 = ensure_baseline(manifest, timeout_s=manifest.timeout_s)
+    except (BaselineError, ManifestError) as err:
         print(f"scientist.baseline: {err}", file=sys.stderr)
         return 2
     print(f"Baseline: {run_0}")

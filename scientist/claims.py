@@ -22,6 +22,7 @@ checked; a folder that cannot be checked exits 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .baseline import baseline_problem
-from .metrics import REGISTRY, SAME_TOLERANCE, compare, format_number, lookup
+from .folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_final_info, run_numbers
+from .manifest import Manifest, ManifestError, MetricRegistry, manifest_of
+from .metrics import SAME_TOLERANCE, compare, format_number
 
 # A written number stands for anything that rounds to it: 0.93 for 0.9319, but not for 0.9361.
 ROUNDING_SLACK = 0.5  # in units of the last written digit
@@ -46,25 +48,6 @@ NOTES_FILE = "notes.txt"
 LATEX_DIR = "latex"
 GENERATED_TEX_SUFFIX = "_generated.tex"
 
-# What writers call registry metrics, besides the keys ("core.mse") and the names with underscores
-# ("dead_fraction", also written "dead fraction"), which every metric gets.
-ALIASES = {
-    "core.explained_variance": ("explained variance", "EV", "variance explained", "fraction of variance explained"),
-    "core.mse": ("MSE", "mean squared error", "mean-squared error", "reconstruction MSE"),
-    "core.mse_per_token": ("per-token MSE",),
-    "core.cossim": ("cosine similarity", "cossim", "cos sim"),
-    "core.ce_loss_score": ("CE loss score", "cross-entropy loss score", "CE score", "CE loss recovered"),
-    "core.kl_div_score": ("KL divergence score", "KL div score", "KL score"),
-    "core.ce_loss_with_sae": ("CE loss with the SAE", "cross-entropy loss with the SAE"),
-    "core.kl_div_with_sae": ("KL divergence with the SAE",),
-    "core.l0": ("L0", "L0 norm", "L0 sparsity"),
-    "core.l2_ratio": ("L2 ratio", "L2 norm ratio"),
-    "core.dead_fraction": ("dead features", "dead latents", "fraction of dead features", "dead feature fraction"),
-    "core.dense_fraction": ("dense features", "dense latents", "fraction of dense features"),
-    "training.dict_size": ("dictionary size",),
-}
-# Metrics that are fractions: "12%" means 0.12, and "247 dead features" is a count this module does not check.
-FRACTION_METRICS = frozenset({"core.dead_fraction", "core.dense_fraction"})
 # Direction words: "better"/"worse" are judged by the registry's direction, "higher"/"lower" by the raw sign.
 SENSE_WORDS = {
     "better": r"improv(?:e|es|ed|ing|ements?)|better|enhanc(?:e|es|ed|ing|ement)",
@@ -116,7 +99,6 @@ LIST_GAP = re.compile(r"(?:[\s,&]|\band\b|\bor\b|\bas well as\b)*", re.I)
 WORD = re.compile(r"[A-Za-z]+")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 PARAGRAPH_START = re.compile(r"\s*(?:[-*+•]\s|\d+[.)]\s|#)")
-RUN_DIR = re.compile(r"run_(\d+)")
 # notes.txt structure: code writes "## Run N: ..." blocks ending in "Summary: ..." and "skipped: group (...)".
 RESULTS_HEADER = re.compile(r"## Run (\d+):")
 INTERPRETATION_HEADER = re.compile(r"Interpretation of run (\d+)\b.*:\s*$", re.I)
@@ -194,22 +176,33 @@ def _normal(alias: str) -> str:
     return " ".join(re.split(r"[\s-]+", alias.lower()))
 
 
-def _alias_table() -> dict[str, str]:
-    table = {}
-    for group, name in REGISTRY:
-        key = f"{group}.{name}"
-        table[_normal(key)] = key
-        if "_" in name:
-            table[_normal(name)] = table[_normal(name.replace("_", " "))] = key
-    for key, aliases in ALIASES.items():
-        table.update({_normal(alias): key for alias in aliases})
-    return table
+class _Vocabulary:
+    """How prose names the registry's metrics: each key ("core.mse"), each name with underscores as they are or as
+    spaces ("dead_fraction", "dead fraction"), and the manifest's aliases."""
+
+    def __init__(self, registry: MetricRegistry):
+        self.registry = registry
+        table = {}
+        for metric in registry.metrics:
+            table[_normal(metric.key)] = metric.key
+            if "_" in metric.name:
+                table[_normal(metric.name)] = table[_normal(metric.name.replace("_", " "))] = metric.key
+        for metric in registry.metrics:
+            table.update({_normal(alias): metric.key for alias in metric.aliases})
+        self.metric_of_alias = table
+        self.pattern = re.compile(
+            r"(?<![\w.])(?:" + "|".join(r"[\s-]+".join(map(re.escape, alias.split()))
+                                        for alias in sorted(table, key=len, reverse=True)) + r")(?!\w)", re.I)
+
+    def lookup(self, key: str):
+        return self.registry.lookup(*key.split(".", 1))
 
 
-METRIC_OF_ALIAS = _alias_table()
-METRIC_NAME = re.compile(
-    r"(?<![\w.])(?:" + "|".join(r"[\s-]+".join(map(re.escape, alias.split()))
-                                for alias in sorted(METRIC_OF_ALIAS, key=len, reverse=True)) + r")(?!\w)", re.I)
+@functools.cache
+def _vocabulary(registry: MetricRegistry) -> _Vocabulary:
+    return _Vocabulary(registry)
+
+
 SENSE = re.compile(r"\b(?:" + "|".join(f"(?P<{sense}>{words})" for sense, words in SENSE_WORDS.items()) + r")\b",
                    re.I)
 
@@ -279,23 +272,26 @@ def _sentences(lines: list[tuple[str, int | None]]) -> Iterator[_Sentence]:
             yield _Sentence(text[start:end], first_line + text.count("\n", 0, start), context)
 
 
-def find_claims(text: str, path: Path) -> list[Claim]:
-    """The claims in one file's text: LaTeX for a .tex path, notes.txt's format otherwise."""
+def find_claims(text: str, path: Path, registry: MetricRegistry) -> list[Claim]:
+    """The claims in one file's text about the registry's metrics: LaTeX for a .tex path, notes.txt's format
+    otherwise."""
     if path.suffix == ".tex":
         lines = [(_plain_latex(line), None) for line in text.splitlines()]
     else:
         lines = _notes_lines(text)
-    return [claim for sentence in _sentences(lines) for claim in _SentenceReader(sentence, path).claims()]
+    vocabulary = _vocabulary(registry)
+    return [claim for sentence in _sentences(lines) for claim in _SentenceReader(sentence, path, vocabulary).claims()]
 
 
 class _SentenceReader:
     """Finds metric names, numbers, direction words and run names in one sentence, and ties them together."""
 
-    def __init__(self, sentence: _Sentence, path: Path):
-        self.sentence, self.path = sentence, path
+    def __init__(self, sentence: _Sentence, path: Path, vocabulary: _Vocabulary):
+        self.sentence, self.path, self.vocabulary = sentence, path, vocabulary
         self.text = IS_BETTER.sub(lambda m: " " * len(m[0]), sentence.text)
         self.breaks = [m.start() for m in CLAUSE_BREAK.finditer(self.text)]
-        self.metrics = [(m.start(), m.end(), METRIC_OF_ALIAS[_normal(m[0])]) for m in METRIC_NAME.finditer(self.text)]
+        self.metrics = [(m.start(), m.end(), vocabulary.metric_of_alias[_normal(m[0])])
+                        for m in vocabulary.pattern.finditer(self.text)]
         self.runs = [_Mention(m.start(), m.end(), int(m[1]) if m[1] else 0,
                               bool(REFERENCE_BEFORE.search(self.text, 0, m.start())))
                      for m in RUN_MENTION.finditer(self.text)]
@@ -378,7 +374,7 @@ class _SentenceReader:
 
     def _claim(self, metric: str, offset: int, kind: str, run: int | None, numbers: tuple[_Written, ...] = (),
                **extra) -> Claim | None:
-        if metric in FRACTION_METRICS and any(not n.percent and n.value > 1 for n in numbers):
+        if self.vocabulary.lookup(metric).fraction and any(not n.percent and n.value > 1 for n in numbers):
             return None  # "247 dead features" is a count
         return Claim(self.path, self.sentence.line_at(offset), " ".join(self.sentence.text.split()), metric, run,
                      tuple(n.value for n in numbers), kind, places=tuple(n.places for n in numbers), **extra)
@@ -418,31 +414,31 @@ def _label(run: int) -> str:
     return "baseline" if run == 0 else f"run_{run}"
 
 
-def _hint(metric: str) -> str:
-    entry = lookup(*metric.split(".", 1))
+def _hint(metric: str, registry: MetricRegistry) -> str:
+    entry = registry.lookup(*metric.split(".", 1))
     if entry.direction == "target":
         return f"closer-to-{entry.target:g}-is-better"
     return {"higher": "higher-is-better", "lower": "lower-is-better", "info": "not scored (info)"}.get(
         entry.direction, "not in the metric registry")
 
 
-def _outcome(sense: str, metric: str, before: float, after: float) -> str | None:
+def _outcome(sense: str, metric: str, before: float, after: float, registry: MetricRegistry) -> str | None:
     """What the change before -> after is, in the words of the sense; None when better/worse has no meaning."""
     if sense in ("better", "worse"):
         group, name = metric.split(".", 1)
         [change] = compare({group: {"status": "ok", "means": {name: before}}},
-                           {group: {"status": "ok", "means": {name: after}}})
+                           {group: {"status": "ok", "means": {name: after}}}, registry)
         return change.verdict if change.verdict in ("better", "worse", "same") else None
     if abs(after - before) <= SAME_TOLERANCE * max(1.0, abs(before)):
         return "same"
     return "higher" if after > before else "lower"
 
 
-def _went(metric: str, means: Means, reference: int, runs: list[int]) -> str:
+def _went(metric: str, means: Means, reference: int, runs: list[int], registry: MetricRegistry) -> str:
     steps = [f"{format_number(means[reference][metric])} -> {format_number(means[run][metric])} in {_label(run)}"
              for run in runs if metric in means[run]]
     against = "" if reference == 0 else f" (from {_label(reference)})"
-    return f"{metric} is {_hint(metric)} and went {', '.join(steps)}{against}"
+    return f"{metric} is {_hint(metric, registry)} and went {', '.join(steps)}{against}"
 
 
 def _values(metric: str, means: Means, runs: list[int]) -> str:
@@ -459,7 +455,7 @@ def _unmeasured(claim: Claim, means: Means, runs: list[int]) -> str | None:
     return None
 
 
-def _check_value(claim: Claim, means: Means) -> str | None:
+def _check_value(claim: Claim, means: Means, registry: MetricRegistry) -> str | None:
     runs = [claim.run] if claim.run is not None else sorted(means)
     if problem := _unmeasured(claim, means, runs):
         return problem
@@ -489,13 +485,13 @@ def _mismatch(claim: Claim, means: Means, runs: list[int]) -> str | None:
     return f"{before:g} is not the value of the baseline or a run before {'/'.join(map(_label, ends))}"
 
 
-def _check_change(claim: Claim, means: Means) -> str | None:
+def _check_change(claim: Claim, means: Means, registry: MetricRegistry) -> str | None:
     runs = [claim.run] if claim.run is not None else [run for run in sorted(means) if run > 0]
     if problem := _unmeasured(claim, means, runs):
         return problem
     (before, after), metric = claim.values, claim.metric
     problems = []
-    written = _outcome(claim.sense, metric, before, after) if claim.sense else None
+    written = _outcome(claim.sense, metric, before, after, registry) if claim.sense else None
     if written not in (None, claim.sense):
         problems.append(f"{before:g} -> {after:g} is {written}, not {claim.sense}")
     if mismatch := _mismatch(claim, means, runs):
@@ -503,25 +499,25 @@ def _check_change(claim: Claim, means: Means) -> str | None:
     if not problems:
         return None
     if 0 in means and metric in means[0]:
-        return f"{_went(metric, means, 0, runs)}; " + "; ".join(problems)
+        return f"{_went(metric, means, 0, runs, registry)}; " + "; ".join(problems)
     return f"{metric} is {_values(metric, means, sorted(means))}; " + "; ".join(problems)
 
 
-def _check_direction(claim: Claim, means: Means) -> str | None:
+def _check_direction(claim: Claim, means: Means, registry: MetricRegistry) -> str | None:
     reference = claim.reference
     if reference not in means or claim.metric not in means[reference]:
         return None  # nothing to compare with; a missing run_0 is reported once, on its own
     runs = [claim.run] if claim.run is not None else [run for run in sorted(means) if run not in (0, reference)]
     if problem := _unmeasured(claim, means, runs):
         return problem
-    outcomes = [_outcome(claim.sense, claim.metric, means[reference][claim.metric], means[run][claim.metric])
-                for run in runs if claim.metric in means[run]]
+    outcomes = [_outcome(claim.sense, claim.metric, means[reference][claim.metric], means[run][claim.metric],
+                         registry) for run in runs if claim.metric in means[run]]
     if None in outcomes or claim.sense in outcomes:
         return None
-    return f"{_went(claim.metric, means, reference, runs)}: {'/'.join(dict.fromkeys(outcomes))}, not {claim.sense}"
+    return f"{_went(claim.metric, means, reference, runs, registry)}: {'/'.join(dict.fromkeys(outcomes))}, not {claim.sense}"
 
 
-CHECKS: dict[str, Callable[[Claim, Means], str | None]] = {
+CHECKS: dict[str, Callable[[Claim, Means, MetricRegistry], str | None]] = {
     "value": _check_value, "change": _check_change, "direction": _check_direction,
 }
 
@@ -536,20 +532,16 @@ def _read(path: Path) -> str:
 def _load_runs(idea_dir: Path) -> dict[int, dict]:
     if not idea_dir.is_dir():
         raise ClaimsError(f"{idea_dir}: no such folder")
-    run_dirs = {int(m[1]): path for path in idea_dir.iterdir() if path.is_dir() and (m := RUN_DIR.fullmatch(path.name))}
     infos = {}
-    for run, run_dir in sorted(run_dirs.items()):
-        file = run_dir / "final_info.json"
-        if run > 0 and not file.exists():
+    for run in run_numbers(idea_dir):
+        if run > 0 and not final_info_path(idea_dir, run).exists():
             continue  # a failed run leaves no numbers; a claim about it is reported as such
         try:
-            infos[run] = json.loads(_read(file))
-        except json.JSONDecodeError as err:
-            raise ClaimsError(f"{file}: not valid JSON ({err})") from None
-        if not isinstance(infos[run], dict):
-            raise ClaimsError(f"{file}: not a JSON object")
+            infos[run] = read_final_info(idea_dir, run)
+        except ResultsError as err:
+            raise ClaimsError(str(err)) from None
     if not infos:
-        raise ClaimsError(f"{idea_dir}: no run_N/final_info.json, so there are no numbers to check claims against")
+        raise ClaimsError(f"{idea_dir}: no run_N/{FINAL_INFO_FILE}, so there are no numbers to check claims against")
     return infos
 
 
@@ -563,41 +555,49 @@ def _means(info: dict) -> dict[str, float]:
     return means
 
 
-def _baseline_problems(infos: dict[int, dict]) -> list[Contradiction]:
+def _baseline_problems(infos: dict[int, dict], manifest: Manifest) -> list[Contradiction]:
     """A missing or degenerate run_0, as contradictions of kind "baseline" (they belong to no sentence)."""
     if 0 not in infos:
         where, problem = "run_0", "missing: no baseline, so no change or direction claim could be checked"
-    elif reason := baseline_problem(infos[0]):
+    elif reason := manifest.baseline_problem(infos[0]):
         where, problem = "run_0/final_info.json", f"not a usable baseline ({reason}); every comparison with it is void"
     else:
         return []
     return [Contradiction(Claim(Path(where), 0, "", "", 0, (), "baseline"), problem)]
 
 
-def check_idea(idea_dir: Path) -> tuple[list[Claim], list[Contradiction]]:
+def check_idea(idea_dir: Path, manifest: Manifest | None = None) -> tuple[list[Claim], list[Contradiction]]:
     """The claims in notes.txt and latex/**/*.tex, and the contradictions between them and run_*/final_info.json.
 
-    Raises ClaimsError for a folder that cannot be checked. Claim paths are relative to idea_dir.
+    The metrics and what a usable baseline is come from `manifest`, by default the idea folder's own copy of its
+    template's manifest. Raises ClaimsError for a folder that cannot be checked. Claim paths are relative to
+    idea_dir.
     """
     idea_dir = Path(idea_dir)
     infos = _load_runs(idea_dir)
+    if manifest is None:
+        try:
+            manifest = manifest_of(idea_dir)
+        except ManifestError as err:
+            raise ClaimsError(str(err)) from None
     means = {run: _means(info) for run, info in infos.items()}
     sources = [idea_dir / NOTES_FILE] if (idea_dir / NOTES_FILE).is_file() else []
     sources += [path for path in sorted((idea_dir / LATEX_DIR).rglob("*.tex"))
                 if not path.name.endswith(GENERATED_TEX_SUFFIX)]
-    claims = [claim for path in sources for claim in find_claims(_read(path), path.relative_to(idea_dir))]
-    contradictions = _baseline_problems(infos)
+    claims = [claim for path in sources
+              for claim in find_claims(_read(path), path.relative_to(idea_dir), manifest.metrics)]
+    contradictions = _baseline_problems(infos, manifest)
     for claim in claims:
-        measured = CHECKS[claim.kind](claim, means)
+        measured = CHECKS[claim.kind](claim, means, manifest.metrics)
         if measured:
             contradictions.append(Contradiction(claim, measured))
     return claims, contradictions
 
 
-def contradictions_by_file(idea_dir: Path) -> dict[str, list[str]]:
+def contradictions_by_file(idea_dir: Path, manifest: Manifest | None = None) -> dict[str, list[str]]:
     """check_idea's contradictions as text, keyed by the name of the file that makes the claim (notes.txt,
     results.tex, ...), for the stages that feed them back file by file."""
-    _, contradictions = check_idea(idea_dir)
+    _, contradictions = check_idea(idea_dir, manifest)
     found: dict[str, list[str]] = {}
     for contradiction in contradictions:
         found.setdefault(Path(contradiction.claim.path).name, []).append(str(contradiction))

@@ -9,6 +9,7 @@ the runs' outputs (run_1/, run_2/, ...) and log.txt. A resume (`prepare_replay`)
 first commit and replays the idea from the journals, so it is done exactly as before and nothing is done twice.
 """
 
+import functools
 import json
 import re
 import shutil
@@ -19,17 +20,24 @@ from pathlib import Path
 import git
 
 from .files import atomic_write_text
+from .manifest import load_manifest
+from .state import IdeaState
 
 # What is not copied from the template: environments, caches, and runs other than the baseline.
 TEMPLATE_IGNORE = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache", "*.png")
-# Large or generated files stay out of the idea's git history (SAE weights are in run_i/sae/).
-IDEA_GITIGNORE = ("__pycache__/\n*.pyc\nrun_*/sae/\n*.npy\n.aider*\nlogs/\nlatex/paper.*\n!latex/paper.tex\n"
+# Generated files stay out of the idea's git history; the template's manifest adds its large outputs (run.untracked).
+IDEA_GITIGNORE = ("__pycache__/\n*.pyc\n.aider*\nlogs/\nlatex/paper.*\n!latex/paper.tex\n"
                   "/run_[1-9]*/\n/log.txt\n/cost_ledger.json\n/run_attempts.json\n")
 SURVIVES_REPLAY = ("/run_*/", "/log.txt", "/cost_ledger.json", "/run_attempts.json", "/logs/")
 STAGING = ".staging"
 IDEA_FILE = "idea.json"
 LAUNCH_FILE = "launch.json"
 STATE_FILE = "state.json"
+NOTES_FILE = "notes.txt"
+LOG_FILE = "log.txt"
+LEDGER_FILE = "cost_ledger.json"
+FINAL_INFO_FILE = "final_info.json"
+RUN_DIR = re.compile(r"run_(\d+)")
 
 
 class FolderError(Exception):
@@ -40,10 +48,63 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:60] or "idea"
 
 
+def run_dir(folder: Path, number: int) -> Path:
+    return Path(folder) / f"run_{number}"
+
+
+def final_info_path(folder: Path, number: int) -> Path:
+    return run_dir(folder, number) / FINAL_INFO_FILE
+
+
+class ResultsError(Exception):
+    """A run's final_info.json cannot be read as results; the message names the file and why."""
+
+
+def read_final_info(folder: Path, number: int) -> dict:
+    """run_<number>/final_info.json of the folder (an idea folder or a template): the one reader of result files.
+    Raises ResultsError when it is missing, not JSON, holds NaN or infinity (a result records those as null), or
+    is not an object."""
+    path = final_info_path(folder, number)
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ResultsError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise ResultsError(f"{path}: not a JSON object")
+    return info
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a result may hold")
+
+
+def run_numbers(folder: Path) -> list[int]:
+    """The numbers of the run_<n> folders present, in order."""
+    return sorted(int(m[1]) for path in Path(folder).iterdir() if path.is_dir() and (m := RUN_DIR.fullmatch(path.name)))
+
+
+def is_idea_folder(path: Path) -> bool:
+    return (Path(path) / STATE_FILE).is_file()
+
+
+def read_state(path: Path) -> IdeaState:
+    return IdeaState.from_json(json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run with results: its number, its description (the baseline's is None) and its final_info."""
+
+    number: int
+    description: str | None
+    info: dict
+
+
 @dataclass
 class IdeaFolder:
     path: Path
-    repo: git.Repo
 
     @classmethod
     def create(cls, results_dir: Path, experiment: str, idea: dict, template_dir: Path,
@@ -54,19 +115,19 @@ class IdeaFolder:
         path = final.parent / STAGING / final.name
         shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(template_dir, path, ignore=_ignore_runs_but_baseline(TEMPLATE_IGNORE))
-        (path / ".gitignore").write_text(IDEA_GITIGNORE)
-        (path / "notes.txt").touch()
+        untracked = "".join(f"{pattern}\n" for pattern in load_manifest(template_dir).untracked)
+        (path / ".gitignore").write_text(IDEA_GITIGNORE + untracked)
+        (path / NOTES_FILE).touch()
         (path / IDEA_FILE).write_text(json.dumps(idea, indent=2) + "\n")
         (path / LAUNCH_FILE).write_text(json.dumps(launch or {}, indent=2, sort_keys=True) + "\n")
-        atomic_write_text(path / STATE_FILE, json.dumps({"idea": idea["Name"], "stage": "queued",
-                                                         "status": "queued"}, indent=2, sort_keys=True))
+        cls(path).save_state(IdeaState(idea=idea["Name"]))
         repo = git.Repo.init(path)
         with repo.config_writer() as config:
             config.set_value("user", "name", "SAE Scientist")
             config.set_value("user", "email", "scientist@localhost")
-        cls(path, repo).commit("Template copy with the baseline run_0")
+        cls(path).commit("Template copy with the baseline run_0")
         path.rename(final)
-        return cls(final, git.Repo(final))
+        return cls(final)
 
     @classmethod
     def open(cls, path: Path) -> "IdeaFolder":
@@ -74,7 +135,11 @@ class IdeaFolder:
         if missing:
             raise FolderError(f"{path}: not an idea folder made by this version (no {', '.join(missing)}); give "
                               "--resume a folder under results/<experiment>/ that holds state.json")
-        return cls(path, git.Repo(path))
+        return cls(path)
+
+    @functools.cached_property
+    def repo(self) -> git.Repo:
+        return git.Repo(self.path)
 
     @property
     def idea(self) -> dict:
@@ -85,8 +150,8 @@ class IdeaFolder:
         return json.loads((self.path / LAUNCH_FILE).read_text())
 
     @property
-    def state(self) -> dict:
-        return json.loads((self.path / STATE_FILE).read_text())
+    def state(self) -> IdeaState:
+        return read_state(self.path)
 
     def prepare_replay(self, finished_runs: set[int]) -> str:
         """Set the folder back to its first commit, for the idea to be replayed from its journals.
@@ -117,18 +182,32 @@ class IdeaFolder:
         return self.repo.head.commit.hexsha
 
     def log(self, message: str):
-        with open(self.path / "log.txt", "a", encoding="utf-8") as log:
+        with open(self.path / LOG_FILE, "a", encoding="utf-8") as log:
             log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
+    @property
+    def notes(self) -> Path:
+        return self.path / NOTES_FILE
+
+    @property
+    def ledger(self) -> Path:
+        return self.path / LEDGER_FILE
+
     def append_notes(self, text: str):
-        with open(self.path / "notes.txt", "a", encoding="utf-8") as notes:
+        with open(self.notes, "a", encoding="utf-8") as notes:
             notes.write(text.rstrip("\n") + "\n\n")
 
-    def save_state(self, state: dict):
-        atomic_write_text(self.path / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+    def save_state(self, state: IdeaState):
+        atomic_write_text(self.path / STATE_FILE, json.dumps(state.to_json(), indent=2, sort_keys=True))
 
     def read_final_info(self, run_number: int) -> dict:
-        return json.loads((self.path / f"run_{run_number}" / "final_info.json").read_text())
+        return read_final_info(self.path, run_number)
+
+    def finished_runs(self) -> list[FinishedRun]:
+        """The baseline, then each run that state.json records as successful and whose final_info.json exists."""
+        described = [(0, None)] + [(n, r.description) for n, r in sorted(self.state.runs.items())]
+        return [FinishedRun(number, description, self.read_final_info(number)) for number, description in described
+                if final_info_path(self.path, number).is_file()]
 
 
 def _ignore_runs_but_baseline(base_ignore):

@@ -335,7 +335,7 @@ def skeleton() -> str:
     """A commented idea file to fill in; its FILL IN placeholders fail validation until they are replaced."""
     schema = _schema()
     header = [
-        "// One SAE research idea for templates/sae_variants (see ideas/README.md).",
+        "// One research idea for a template under templates/ (see ideas/README.md).",
         "// Lines starting with // are comments. Replace every FILL IN value; delete optional fields you leave out.",
         "// Check it with: python launch_scientist.py --check-ideas FILE   (the rules are in ideas/schema.json)",
         "// Scores are integers from 1 to 10; be realistic: 10 means exceptional.",

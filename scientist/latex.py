@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import atomic_write_text
-from .metrics import SCORED_DIRECTIONS, Metric, lookup
+from .folder import FinishedRun
+from .manifest import SCORED_DIRECTIONS, Manifest, Metric, MetricRegistry
 
 SECTIONS = ("title", "abstract", "introduction", "background", "method", "experimental_setup", "results",
             "conclusion", "related_work")
@@ -37,16 +38,6 @@ GENERATED_HEADER = "% Written by scientist/latex.py from {source}; edits here ar
 
 # --- the results table ---
 
-# (final_info.json group, metric, column heading, what the heading means); metrics that no run reports are left out.
-TABLE_METRICS = (
-    ("core", "explained_variance", "EV", "explained variance"),
-    ("core", "mse", "MSE", "mean squared reconstruction error"),
-    ("core", "cossim", "CosSim", "cosine similarity of reconstructions"),
-    ("core", "l0", "L0", "mean active features per token, a sparsity setting rather than a score"),
-    ("core", "dead_fraction", "Dead", "fraction of features that never fire"),
-    ("core", "ce_loss_score", "CE", "SAEBench CE loss score"),
-    ("core", "kl_div_score", "KL", "SAEBench KL divergence score"),
-)
 SIGNIFICANT_DIGITS = 4
 DESCRIPTION_WIDTH = "4.2cm"
 BASELINE_DESCRIPTION = "Baseline"
@@ -54,21 +45,8 @@ MISSING_DESCRIPTION = "no description given"
 MISSING_VALUE = "--"
 DIRECTION_MARKS = {"higher": r"\,$\uparrow$", "lower": r"\,$\downarrow$"}
 
-# --- figures: the plots plot.py writes, in the order the paper shows them ---
+# --- figures: the plots the manifest lists, in its order ---
 
-FIGURE_CAPTIONS = {
-    "metrics_comparison": (
-        "Core metrics per run: model behaviour preservation (CE loss and KL divergence scores), sparsity (L0 and "
-        "fraction of dead features), reconstruction (explained variance and cosine similarity), and L0 against "
-        "CE loss score."),
-    "feature_density": (
-        r"Histograms of $\log_{10}$ feature activation frequency on held-out tokens for each run; dead features "
-        "are counted in the legend, not plotted."),
-    "activation_frequency_rank": (
-        "Feature activation frequency against rank, most frequent first, for each run on held-out tokens; "
-        r"features that never fire are clipped to $10^{-7}$."),
-    "training_curves": "Training loss, reconstruction MSE, L0 and fraction of dead features against training tokens.",
-}
 FIGURE_WIDTH = r"0.85\linewidth"
 GRAPHICS_EXTENSIONS = (".pdf", ".png", ".jpg", ".jpeg")  # what pdflatex's graphicx tries for a name without one
 
@@ -217,27 +195,6 @@ def tools_missing() -> list[str]:
 
 # --- the results table ---
 
-@dataclass(frozen=True)
-class _TableRun:
-    number: int
-    description: str
-    info: dict
-
-
-def _table_runs(idea_dir: Path) -> list[_TableRun]:
-    """The baseline, then each run that state.json records as successful and whose final_info.json exists."""
-    state = json.loads((idea_dir / "state.json").read_text(encoding="utf-8"))
-    described = [(0, BASELINE_DESCRIPTION)] + sorted(
-        (int(number), record.get("description") or MISSING_DESCRIPTION)
-        for number, record in state.get("runs", {}).items())
-    runs = []
-    for number, description in described:
-        info_file = idea_dir / f"run_{number}" / "final_info.json"
-        if info_file.exists():
-            runs.append(_TableRun(number, description, json.loads(info_file.read_text(encoding="utf-8"))))
-    return runs
-
-
 def _metric_value(info: dict, group: str, name: str) -> float | None:
     """The metric's mean when its group ran and the value is a finite number (the harness writes NaN as null)."""
     body = info.get(group)
@@ -297,20 +254,21 @@ def _column_heading(metric: Metric, heading: str) -> str:
     return heading + DIRECTION_MARKS.get(metric.direction, "")
 
 
-def write_results_table(idea_dir: Path, latex_dir: Path) -> Path:
-    """results_table_generated.tex: one row per run (the baseline first), one column per key metric."""
-    idea_dir, latex_dir = Path(idea_dir), Path(latex_dir)
-    runs = _table_runs(idea_dir)
+def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex_dir: Path) -> Path:
+    """results_table_generated.tex: one row per run (the baseline first), one column per key metric of the
+    registry; metrics that no run reports are left out."""
+    latex_dir = Path(latex_dir)
     columns = []  # (metric, heading, meaning, values per run, indices of the best values)
-    for group, name, heading, meaning in TABLE_METRICS:
-        values = [_metric_value(run.info, group, name) for run in runs]
+    for metric in registry.key_metrics:
+        values = [_metric_value(run.info, metric.group, metric.name) for run in runs]
         if any(value is not None for value in values):
-            metric = lookup(group, name)
-            columns.append((metric, heading, meaning, values, _best_cells(metric, values)))
+            heading = escape_latex(metric.display or metric.name)
+            columns.append((metric, heading, escape_latex(metric.description), values, _best_cells(metric, values)))
     header = ["Run", "Description", *(_column_heading(metric, heading) for metric, heading, *_ in columns)]
     rows = []
     for i, run in enumerate(runs):
-        cells = [str(run.number), escape_latex(run.description)]
+        description = BASELINE_DESCRIPTION if run.number == 0 else run.description or MISSING_DESCRIPTION
+        cells = [str(run.number), escape_latex(description)]
         for _, _, _, values, best in columns:
             number = MISSING_VALUE if values[i] is None else format_table_number(values[i])
             cells.append(rf"\textbf{{{number}}}" if i in best else number)
@@ -343,14 +301,16 @@ def write_results_table(idea_dir: Path, latex_dir: Path) -> Path:
 
 # --- figures ---
 
-def write_figures(idea_dir: Path, latex_dir: Path) -> Path:
-    """figures_generated.tex: a figure for each plot the idea folder has, copied into latex/figures/."""
+def write_figures(idea_dir: Path, manifest: Manifest, latex_dir: Path) -> list[str]:
+    """figures_generated.tex: a figure for each plot of the manifest that the idea folder has, copied into
+    latex/figures/. Returns the figures' labels, for the text to cite."""
     idea_dir, latex_dir = Path(idea_dir), Path(latex_dir)
-    blocks = []
-    for stem, caption in FIGURE_CAPTIONS.items():
-        plot = idea_dir / f"{stem}.png"
+    blocks, labels = [], []
+    for spec in manifest.plots:
+        plot, stem, caption = idea_dir / spec.file, spec.stem, spec.caption
         if not plot.exists():
             continue
+        labels.append(f"fig:{stem}")
         (latex_dir / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(plot, latex_dir / FIGURES_DIR / plot.name)
         blocks.append("\n".join([
@@ -362,69 +322,33 @@ def write_figures(idea_dir: Path, latex_dir: Path) -> Path:
             r"\end{figure}",
         ]))
     body = "\n\n".join(blocks) if blocks else "% The idea folder has no plots."
-    path = latex_dir / FIGURES_FILE
-    atomic_write_text(path, GENERATED_HEADER.format(source="the idea's plots") + body + "\n")
-    return path
-
-
-# --- feature dashboards ---
-
-DASHBOARDS_FILE = "dashboards_generated.tex"
-DASHBOARD_DIR = "dashboard"  # what the template's sae_harness/dashboard.py writes into each run_i/
-DASHBOARD_FEATURES = f"{DASHBOARD_DIR}/features.json"
-DASHBOARD_INDEX = f"{DASHBOARD_DIR}/index.html"
-DASHBOARD_ROWS_PER_GROUP = 2
-DASHBOARD_TOKENS = 3
-
-
-def dashboard_label(run: str) -> str:
-    return f"fig:dashboard_{run}"
-
-
-def write_dashboards(idea_dir: Path, latex_dir: Path) -> list[str]:
-    """dashboards_generated.tex: an appendix with, for each run that has feature dashboards (run_i/dashboard/), a
-    figure listing features chosen by code (the first of each sampled group: most frequent, random alive, rarest
-    alive) with their density, top-activating held-out context (its max token in bold) and the tokens their
-    decoder direction promotes. Returns the figures' labels, for the text to cite."""
-    idea_dir, latex_dir = Path(idea_dir), Path(latex_dir)
-    blocks, labels = [], []
-    for features_path in sorted(idea_dir.glob(f"run_*/{DASHBOARD_FEATURES}"), key=_run_number):
-        run = features_path.parent.parent.name
-        summary = json.loads(features_path.read_text())
-        rows = []
-        for group in ("frequent", "random", "rare"):
-            for feature in [f for f in summary["features"] if f["group"] == group][:DASHBOARD_ROWS_PER_GROUP]:
-                before, _, rest = feature["top_context_marked"].partition(summary["max_token_marker"][0])
-                token, _, after = rest.partition(summary["max_token_marker"][1])
-                space_before = " " if before[-1:].isspace() or token[:1].isspace() else ""
-                space_after = " " if after[:1].isspace() or token[-1:].isspace() else ""
-                context = (rf"{escape_latex(before)}{space_before}\textbf{{{escape_latex(token)}}}{space_after}"
-                           rf"{escape_latex(after)}")
-                promoted = ", ".join(rf"\texttt{{{escape_latex(t['token']) or '?'}}}"
-                                     for t in feature["promoted"][:DASHBOARD_TOKENS])
-                density = format_table_number(feature["density"])
-                rows.append(rf"    {feature['id']} & {group} & {density} & {context} & {promoted} \\")
-        label = dashboard_label(run)
-        labels.append(label)
-        caption = (f"Features of {escape_latex(run)}, chosen by code from its feature dashboards "
-                   f"({escape_latex(run)}/{escape_latex(DASHBOARD_INDEX)} in the idea "
-                   "folder): density on held-out tokens, the top-activating held-out context with its most active "
-                   "token in bold, and the tokens the feature's decoder direction promotes through the unembedding.")
-        blocks.append("\n".join([
-            r"\begin{figure}[tbp]", r"  \centering", r"  \small",
-            r"  \begin{tabular}{@{}r l r p{0.48\linewidth} p{0.2\linewidth}@{}}",
-            r"    feature & group & density & top context & promotes \\ \hline", *rows,
-            r"  \end{tabular}", f"  \\caption{{{caption}}}", f"  \\label{{{label}}}", r"\end{figure}",
-        ]))
-    body = ("\\section{Feature dashboards}\n\\label{sec:dashboards}\n\n" + "\n\n".join(blocks)) if blocks else (
-        "% No run of this idea has feature dashboards.")
-    atomic_write_text(latex_dir / DASHBOARDS_FILE,
-                      GENERATED_HEADER.format(source="the runs' dashboard/features.json") + body + "\n")
+    atomic_write_text(latex_dir / FIGURES_FILE, GENERATED_HEADER.format(source="the idea's plots") + body + "\n")
     return labels
 
 
-def _run_number(path: Path) -> int:
-    return int(path.parent.parent.name.removeprefix("run_"))
+# --- the appendix: what the template's stages wrote for the paper ---
+
+APPENDIX_FILE = "appendix_generated.tex"
+LABEL = re.compile(r"\\label\{([^{}]+)\}")
+
+
+def write_appendix(finished: list[FinishedRun], manifest: Manifest, idea_dir: Path, latex_dir: Path) -> list[str]:
+    """appendix_generated.tex: for each template stage that writes LaTeX (its manifest's `appendix`), a section
+    with what it wrote for each run, baseline first. The stage's code is the template's, not the LLM's. Returns
+    the labels in it, for the text to cite."""
+    sections = []
+    for stage in manifest.stages:
+        if not stage.appendix:
+            continue
+        parts = [path.read_text(encoding="utf-8") for run in finished
+                 if (path := Path(idea_dir) / f"run_{run.number}" / stage.appendix).is_file()]
+        if parts:
+            slug = re.sub(r"[^a-z0-9]+", "_", stage.name.lower()).strip("_")
+            sections.append(f"\\section{{{escape_latex(stage.name)}}}\n\\label{{sec:{slug}}}\n\n" + "\n\n".join(parts))
+    body = "\n\n".join(sections) if sections else "% No template stage wrote anything for the paper's appendix."
+    atomic_write_text(Path(latex_dir) / APPENDIX_FILE,
+                      GENERATED_HEADER.format(source="the template stages' appendix files") + body + "\n")
+    return LABEL.findall("\n".join(sections))
 
 
 # --- the bibliography ---

@@ -1,6 +1,6 @@
 """A static HTML page over the ideas of one experiment: status, key metrics against the baseline, plots, files.
 
-    python -m scientist.report results/sae_variants      writes results/sae_variants/index.html
+    python -m scientist.report results/<experiment>      writes results/<experiment>/index.html
 
 An idea folder is a subfolder with a state.json. The page has no scripts and loads nothing from outside, and
 every link and image is relative, so it works opened from disk (file://) and in a copy of the results folder.
@@ -19,18 +19,17 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .files import atomic_write_text
-from .latex import DASHBOARD_INDEX
+from .folder import LEDGER_FILE, NOTES_FILE, STATE_FILE, final_info_path, is_idea_folder, run_numbers
 from .llm import Ledger, LedgerError
+from .manifest import Manifest, ManifestError, Metric, manifest_of
 from .metrics import MetricChange, compare, format_number
 from .review import REVIEW_FILE
+from .state import IdeaState
 
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.html"
-STATE_FILE = "state.json"
-LEDGER_FILE = "cost_ledger.json"
-KEY_GROUP = "core"
-KEY_METRICS = ("explained_variance", "ce_loss_score", "kl_div_score", "mse", "l0", "dead_fraction")
+PAPER_FILE = "paper.pdf"
 # metrics.py writes "-" for a number that describes the run rather than scores it.
 VERDICT_WORDS = {"better": "better", "worse": "worse", "same": "same", "n/a": "n/a", "-": "info"}
 VERDICT_CLASSES = {"better": "verdict-better", "worse": "verdict-worse", "same": "verdict-same",
@@ -70,9 +69,9 @@ def write_report(experiment_results: Path) -> Path:
     experiment_results = Path(experiment_results)
     if not experiment_results.is_dir():
         raise ReportError(f"{experiment_results}: no such folder; give an experiment's results folder, "
-                          "e.g. results/sae_variants")
+                          "e.g. results/<experiment>")
     ideas = idea_folders(experiment_results)
-    title = f"SAE Scientist results: {experiment_results.resolve().name}"
+    title = f"Results: {experiment_results.resolve().name}"
     generated = datetime.now().astimezone().isoformat(timespec="seconds")
     page = "\n".join([
         "<!DOCTYPE html>",
@@ -94,52 +93,63 @@ def write_report(experiment_results: Path) -> Path:
 
 def idea_folders(experiment_results: Path) -> list[Path]:
     """The subfolders with a state.json, oldest first (their names start with a timestamp)."""
-    return sorted(path for path in Path(experiment_results).iterdir() if (path / STATE_FILE).is_file())
+    return sorted(path for path in Path(experiment_results).iterdir() if is_idea_folder(path))
 
 
 def _idea_section(folder: Path) -> str:
-    state = _read_json(folder / STATE_FILE) or {}
+    data = _read_json(folder / STATE_FILE)
+    try:
+        state = IdeaState.from_json(data) if data else IdeaState(idea=None)
+    except (TypeError, ValueError) as err:
+        logger.warning("%s is unreadable (%s); shown as not yet", folder / STATE_FILE, err)
+        state = IdeaState(idea=None)
+    try:
+        manifest = manifest_of(folder)
+    except ManifestError as err:
+        logger.warning("%s", err)
+        manifest = None
     return "\n".join([
         f'<section class="idea" id="{escape(folder.name)}">',
         f"<h2>{escape(folder.name)}</h2>",
-        f'<p class="state">idea <b>{_text(state.get("idea"))}</b>, status <b class="status">'
-        f'{_text(state.get("status"))}</b>, stage <b class="stage">{_text(state.get("stage"))}</b></p>',
+        f'<p class="state">idea <b>{_text(state.idea)}</b>, status <b class="status">'
+        f'{_text(state.status if data else None)}</b>, stage <b class="stage">{_text(state.stage if data else None)}'
+        '</b></p>',
         _paper_flags(state),
-        _metrics_table(folder, state),
-        _file_list(folder),
+        _metrics_table(folder, state, manifest),
+        _file_list(folder, manifest),
         _plots(folder),
         "</section>",
     ])
 
 
-def _paper_flags(state: dict) -> str:
+def _paper_flags(state: IdeaState) -> str:
     """What the write-up stage could not make right: claims its data contradict, sections it had to revert."""
-    paper = state.get("paper") or {}
+    paper = state.paper
+    if paper is None:
+        return ""
     lines = [f'<li class="contradiction">the paper contradicts its data: {escape(c)}</li>'
-             for c in paper.get("contradictions", [])]
+             for c in paper.contradictions]
     lines += [f'<li class="reverted">section {escape(s)} was reverted: it never compiled</li>'
-              for s in paper.get("reverted_sections", [])]
-    if paper.get("error"):
-        lines.append(f'<li class="paper-error">no paper: {escape(paper["error"])}</li>')
+              for s in paper.reverted_sections]
+    if paper.error:
+        lines.append(f'<li class="paper-error">no paper: {escape(paper.error)}</li>')
     return f'<ul class="paper-flags">{"".join(lines)}</ul>' if lines else ""
 
 
-def last_successful_run(folder: Path, state: dict) -> int | None:
+def last_successful_run(folder: Path, state: IdeaState) -> int | None:
     """The highest run that state.json records as succeeded and whose final_info.json is on disk."""
-    runs = state.get("runs")
-    numbers = sorted((int(n) for n in runs if str(n).isdigit()), reverse=True) if isinstance(runs, dict) else []
-    return next((n for n in numbers if (folder / f"run_{n}" / "final_info.json").is_file()), None)
+    return next((n for n in sorted(state.runs, reverse=True) if final_info_path(folder, n).is_file()), None)
 
 
-def _metrics_table(folder: Path, state: dict) -> str:
+def _metrics_table(folder: Path, state: IdeaState, manifest: Manifest | None) -> str:
     run = last_successful_run(folder, state)
-    run_info = _read_json(folder / f"run_{run}" / "final_info.json") if run is not None else None
-    if run_info is None:
+    run_info = _read_json(final_info_path(folder, run)) if run is not None else None
+    if run_info is None or manifest is None:
         return f'<p class="metrics">Metrics: {NOT_YET}</p>'
     # A missing baseline leaves every verdict "n/a" rather than hiding the run's numbers.
-    baseline = _read_json(folder / "run_0" / "final_info.json") or {}
-    changes = {(change.group, change.name): change for change in compare(baseline, run_info)}
-    rows = [_metric_row(name, changes.get((KEY_GROUP, name))) for name in KEY_METRICS]
+    baseline = _read_json(final_info_path(folder, 0)) or {}
+    changes = {change.key: change for change in compare(baseline, run_info, manifest.metrics)}
+    rows = [_metric_row(metric, changes.get(metric.key)) for metric in manifest.metrics.key_metrics]
     return "\n".join([
         '<table class="metrics">',
         f'<tr><th>metric</th><th>baseline (run_0)</th><th>run_{run}</th><th>verdict</th></tr>',
@@ -148,29 +158,30 @@ def _metrics_table(folder: Path, state: dict) -> str:
     ])
 
 
-def _metric_row(name: str, change: MetricChange | None) -> str:
+def _metric_row(metric: Metric, change: MetricChange | None) -> str:
     baseline, value, verdict = (change.baseline, change.value, change.verdict) if change else (None, None, "n/a")
-    return (f'<tr class="metric" data-metric="{escape(name)}"><th>{escape(name)}</th>'
+    return (f'<tr class="metric" data-metric="{escape(metric.name)}"><th>{escape(metric.name)}</th>'
             f'<td class="number baseline">{format_number(baseline)}</td>'
             f'<td class="number value">{format_number(value)}</td>'
             f'<td class="verdict {VERDICT_CLASSES[verdict]}">{VERDICT_WORDS[verdict]}</td></tr>')
 
 
-def _file_list(folder: Path) -> str:
+def _file_list(folder: Path, manifest: Manifest | None) -> str:
     items = [
-        ("Paper", _link(folder, "paper.pdf")),
-        ("Notes", _link(folder, "notes.txt")),
+        ("Paper", _link(folder, PAPER_FILE)),
+        ("Notes", _link(folder, NOTES_FILE)),
         ("Review", _review_summary(folder)),
-        ("Feature dashboards", _dashboards(folder)),
+        *((stage.name, _stage_outputs(folder, stage.output)) for stage in (manifest.stages if manifest else ())
+          if stage.output),
         ("Cost", _cost(folder)),
     ]
-    return '<ul class="files">' + "".join(f"<li>{label}: {html}</li>" for label, html in items) + "</ul>"
+    return '<ul class="files">' + "".join(f"<li>{escape(label)}: {html}</li>" for label, html in items) + "</ul>"
 
 
-def _dashboards(folder: Path) -> str:
-    """A link to each run's feature dashboard, baseline first."""
-    pages = sorted(folder.glob(f"run_*/{DASHBOARD_INDEX}"), key=lambda page: int(page.parts[-3].removeprefix("run_")))
-    links = [f'<a href="{_href(folder, str(page.relative_to(folder)))}">{escape(page.parts[-3])}</a>' for page in pages]
+def _stage_outputs(folder: Path, output: str) -> str:
+    """A link to what a template stage wrote for each run (run_i/<output>), baseline first."""
+    runs = [n for n in run_numbers(folder) if (folder / f"run_{n}" / output).is_file()]
+    links = [f'<a href="{_href(folder, f"run_{n}/{output}")}">run_{n}</a>' for n in runs]
     return ", ".join(links) or NOT_YET
 
 
@@ -235,15 +246,15 @@ def _read_json(path: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scientist.report",
                                      description="Write index.html over the ideas of one experiment's results.")
-    parser.add_argument("experiment_results", type=Path, help="the experiment's results folder, e.g. "
-                        "results/sae_variants")
+    parser.add_argument("experiment_results", type=Path, help="the experiment's results folder, "
+                        "results/<experiment>")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         # Given by hand, a folder without ideas is most likely the wrong folder (results/ rather than its child).
         if args.experiment_results.is_dir() and not idea_folders(args.experiment_results):
             raise ReportError(f"{args.experiment_results}: holds no idea folders (subfolders with a {STATE_FILE}); "
-                              "give an experiment's results folder, e.g. results/sae_variants")
+                              "give an experiment's results folder, e.g. results/<experiment>")
         path = write_report(args.experiment_results)
     except ReportError as err:
         print(f"python -m scientist.report: {err}", file=sys.stderr)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import jsonschema
 
+from .folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_final_info, run_dir
 from .journal import Journal
+from .manifest import Manifest
 from .progress import last_progress_line
 from .sandbox import SandboxPolicy, clean_environment, run_sandboxed
 
@@ -21,9 +23,11 @@ log = logging.getLogger(__name__)
 
 FATAL_LINT_CODES = "E9,F821,F823,F831,F406,F407,F701,F702,F704,F706"
 STDERR_TAIL_CHARS = 1500
-FINAL_INFO_SCHEMA = "final_info.schema.json"
 HEARTBEAT_S = 30.0
 USER_HOME_VARIABLE = "SCIENTIST_USER_HOME"
+# AI-Scientist's file contract: every template runs `python experiment.py --out_dir=run_i` and `python plot.py`.
+EXPERIMENT_FILE = "experiment.py"
+PLOT_FILE = "plot.py"
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,11 @@ def lint(path: Path) -> str:
     return result.stdout.strip()
 
 
-def scrubbed_environment(environ: Mapping[str, str] | None = None) -> dict:
+def scrubbed_environment(manifest: Manifest, environ: Mapping[str, str] | None = None) -> dict:
     """The caller's environment (or `environ`) as a run gets it: without secrets or provider variables
-    (sandbox.clean_environment), with the user's HOME, and with matplotlib's cache in the run's private /tmp."""
-    env = clean_environment(os.environ if environ is None else environ)
+    (sandbox.clean_environment) but with the template's settings, with the user's HOME, and with matplotlib's
+    cache in the run's private /tmp."""
+    env = clean_environment(os.environ if environ is None else environ, manifest.settings_prefix)
     # aider runs with a HOME of its own; the experiment gets the user's, where its model and activation caches are.
     if env.get(USER_HOME_VARIABLE):
         env["HOME"] = env.pop(USER_HOME_VARIABLE)
@@ -58,16 +63,18 @@ def scrubbed_environment(environ: Mapping[str, str] | None = None) -> dict:
     return env
 
 
-def writable_caches(env: Mapping[str, str]) -> tuple[Path, ...]:
-    """The folders a run may write besides its own: the template's model and activation cache (see
-    sae_harness/workspace.py), created here so that the sandbox can bind it."""
+def writable_caches(manifest: Manifest, env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The folders a run may write besides its own: the template's cache (its manifest's run.cache, under
+    ~/.cache unless run.cache_variable moves it), created here so that the sandbox can bind it."""
+    if not manifest.cache:
+        return ()
     base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
-    cache = Path(env.get("SAE_CACHE_DIR") or Path(base) / "sae_variants")
+    cache = Path((manifest.cache_variable and env.get(manifest.cache_variable)) or Path(base) / manifest.cache)
     cache.mkdir(parents=True, exist_ok=True)
     return (cache,)
 
 
-def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_name: str,
+def run_python(manifest: Manifest, python: Path, args: list[str], cwd: Path, timeout_s: float, log_name: str,
                on_heartbeat: Callable[[str], None] | None = None,
                environ: Mapping[str, str] | None = None) -> ProcessResult:
     """Run `python args...` in cwd, in the sandbox (scientist/sandbox.py: only cwd and the caches writable, no
@@ -77,8 +84,8 @@ def run_python(python: Path, args: list[str], cwd: Path, timeout_s: float, log_n
     logs = cwd / "logs"
     logs.mkdir(exist_ok=True)
     stderr_path = logs / f"{log_name}.stderr"
-    env = scrubbed_environment(environ)
-    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(env))
+    env = scrubbed_environment(manifest, environ)
+    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(manifest, env), settings_prefix=manifest.settings_prefix)
     poll = (lambda: on_heartbeat(last_progress_line(_tail(stderr_path)))) if on_heartbeat else None
     with open(logs / f"{log_name}.stdout", "w") as out, open(stderr_path, "w") as err:
         report = run_sandboxed([str(python), *args], policy, timeout_s, out, err, env, poll_s=HEARTBEAT_S,
@@ -97,15 +104,17 @@ def _tail(path: Path, size: int = 4096) -> str:
         return file.read().decode(errors="replace")
 
 
-def run_experiment(python: Path, folder: Path, run_number: int, timeout_s: float,
-                   on_heartbeat: Callable[[str], None] | None = None) -> ProcessResult:
+def run_experiment(manifest: Manifest, python: Path, folder: Path, run_number: int, timeout_s: float,
+                   on_heartbeat: Callable[[str], None] | None = None,
+                   environ: Mapping[str, str] | None = None) -> ProcessResult:
     """`python experiment.py --out_dir=run_i`. A failed run leaves no run_i folder to be mistaken for a result."""
-    result = run_python(python, ["experiment.py", f"--out_dir=run_{run_number}"], folder, timeout_s,
-                        f"run_{run_number}", on_heartbeat)
-    run_dir = folder / f"run_{run_number}"
-    problem = final_info_problem(run_dir / "final_info.json", folder / FINAL_INFO_SCHEMA) if result.ok else None
+    out_dir = run_dir(folder, run_number)
+    result = run_python(manifest, python, [EXPERIMENT_FILE, f"--out_dir={out_dir.name}"], folder, timeout_s,
+                        out_dir.name, on_heartbeat, environ)
+    schema = folder / manifest.final_info_schema
+    problem = final_info_problem(folder, run_number, schema) if result.ok else None
     if not result.ok or problem:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
         if problem:
             return ProcessResult(1, f"experiment.py exited 0, but {problem}", False, result.seconds)
     return result
@@ -117,8 +126,8 @@ class RunAttempts:
 
     FILE = "run_attempts.json"
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, manifest: Manifest):
+        self.folder, self.manifest = folder, manifest
         self.journal = Journal(folder / self.FILE)
 
     def finished_runs(self) -> set[int]:
@@ -133,34 +142,31 @@ class RunAttempts:
         recorded = self.journal.replay("key", key)
         if recorded is not None:
             result = ProcessResult(**recorded["result"])
-            if not result.ok or (self.folder / f"run_{run_number}" / "final_info.json").exists():
+            if not result.ok or final_info_path(self.folder, run_number).exists():
                 return result, True
-        result = run_experiment(python, self.folder, run_number, timeout_s, on_heartbeat)
+        result = run_experiment(self.manifest, python, self.folder, run_number, timeout_s, on_heartbeat)
         self.journal.append({"key": key, "run": run_number, "code": code_digest, "result": asdict(result)})
         return result, False
 
 
-def final_info_problem(path: Path, schema_path: Path) -> str | None:
+def final_info_problem(folder: Path, run_number: int, schema_path: Path) -> str | None:
     """Why a run's final_info.json cannot be read as results (None when it can): missing, not JSON, NaN or
     infinity, or breaking the template's schema (a group without status or means, a number that is not one)."""
+    path = final_info_path(folder, run_number)
     if not path.exists():
-        return "it wrote no final_info.json"
+        return f"it wrote no {FINAL_INFO_FILE}"
     try:
-        info = json.loads(path.read_text(), parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as err:
-        return f"its final_info.json is not valid JSON ({err})"
+        info = read_final_info(folder, run_number)
+    except ResultsError as err:
+        return f"its {FINAL_INFO_FILE} is {str(err).removeprefix(f'{path}: ')}"
     if schema_path.exists():
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(
             json.loads(schema_path.read_text())).iter_errors(info))
         if error:
             where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-            return f"its final_info.json breaks {schema_path.name} at {where}: {error.message[:300]}"
+            return f"its {FINAL_INFO_FILE} breaks {schema_path.name} at {where}: {error.message[:300]}"
     return None
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number a result may hold")
-
-
-def run_plot(python: Path, folder: Path, timeout_s: float, attempt: int) -> ProcessResult:
-    return run_python(python, ["plot.py"], folder, timeout_s, f"plot_{attempt}")
+def run_plot(manifest: Manifest, python: Path, folder: Path, timeout_s: float, attempt: int) -> ProcessResult:
+    return run_python(manifest, python, [PLOT_FILE], folder, timeout_s, f"plot_{attempt}")

@@ -74,6 +74,8 @@ class SandboxPolicy:
     readable: tuple[Path, ...] = ()
     """Paths under /tmp the command must still read (its interpreter's environment): the private /tmp hides the
     host's, and the rest of the file system is read-only anyway."""
+    settings_prefix: str = ""
+    """Variables with this prefix are the template's settings and pass even when their names look secret."""
 
     def __post_init__(self):
         object.__setattr__(self, "workdir", Path(self.workdir).resolve())
@@ -105,13 +107,16 @@ class SandboxReport:
     seconds: float
 
 
-def clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """`environ` without secrets and LLM-provider settings, with the Hugging Face libraries offline. SAE_* settings
-    pass (SAE_TRAINING_TOKENS is a size, not a secret)."""
+def clean_environment(environ: Mapping[str, str], settings_prefix: str = "") -> dict[str, str]:
+    """`environ` without secrets and LLM-provider settings, with the Hugging Face libraries offline. The template's
+    settings (variables starting with `settings_prefix`) pass: a token count is a size, not a secret."""
     def secret(name: str) -> bool:
         return bool(SECRET_WORD.search(name)) or name.upper().startswith(PROVIDER_PREFIXES)
 
-    env = {name: value for name, value in environ.items() if name.startswith("SAE_") or not secret(name)}
+    def setting(name: str) -> bool:
+        return bool(settings_prefix) and name.startswith(settings_prefix)
+
+    env = {name: value for name, value in environ.items() if setting(name) or not secret(name)}
     return {**env, **OFFLINE}
 
 
@@ -363,7 +368,7 @@ def run_sandboxed(cmd: list[str], policy: SandboxPolicy, timeout_s: float, stdou
     try:
         notes += _missing_cgroups(policy, cgroup, isolation)
         process = subprocess.Popen(full_cmd, cwd=policy.workdir, stdout=stdout, stderr=stderr,
-                                   env=clean_environment(env), start_new_session=True,
+                                   env=clean_environment(env, policy.settings_prefix), start_new_session=True,
                                    preexec_fn=_enter(cgroup.procs_files(), _rlimits(policy, cgroup)))
         try:
             timed_out = _wait(process.pid, timeout_s, poll_s, on_poll)

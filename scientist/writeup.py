@@ -18,15 +18,14 @@ from .claims import contradictions_by_file
 from .coder import Coder
 from .folder import IdeaFolder
 from .latex import (SECTIONS, LatexProblem, PassedChecks, check_paper, chktex, compile_pdf, copy_template,
-                    write_bibliography, write_dashboards, write_figures, write_results_table)
+                    write_appendix, write_bibliography, write_figures, write_results_table)
 from .llm import Budget, Ledger
+from .manifest import Manifest
 from .prompts import PROMPTS_DIR, render
 
 log = logging.getLogger(__name__)
 LATEX_TEMPLATE = "latex"
 FIX_ATTEMPTS = 2
-FIGURE_LABELS = ("fig:metrics_comparison", "fig:feature_density", "fig:activation_frequency_rank",
-                 "fig:training_curves")
 
 
 class WriteupError(Exception):
@@ -41,15 +40,16 @@ class WriteupResult:
 
 
 class PaperWriter:
-    def __init__(self, folder: IdeaFolder, idea: dict, template: Path, model: str, ledger: Ledger, budget: Budget,
+    def __init__(self, folder: IdeaFolder, manifest: Manifest, model: str, ledger: Ledger, budget: Budget,
                  papers: list[dict], sections: tuple[str, ...] = SECTIONS):
         """`sections`: the ones the coder writes, in order (all by default); the others keep their text."""
-        self.folder, self.idea, self.model, self.ledger, self.budget = folder, idea, model, ledger, budget
+        self.folder, self.idea, self.model, self.ledger, self.budget = folder, folder.idea, model, ledger, budget
         self.sections = sections
-        self.latex_dir = copy_template(template / LATEX_TEMPLATE, folder.path)
-        write_results_table(folder.path, self.latex_dir)
-        self.figures = write_figures(folder.path, self.latex_dir)
-        self.dashboard_labels = write_dashboards(folder.path, self.latex_dir)
+        self.latex_dir = copy_template(manifest.path / LATEX_TEMPLATE, folder.path)
+        finished = folder.finished_runs()
+        write_results_table(finished, manifest.metrics, self.latex_dir)
+        self.figure_labels = write_figures(folder.path, manifest, self.latex_dir)
+        self.figure_labels += write_appendix(finished, manifest, folder.path, self.latex_dir)
         self.cite_keys = write_bibliography(papers, self.latex_dir)
         self.tips = json.loads((PROMPTS_DIR / "writeup_tips.json").read_text())
         self.reverted: list[str] = []
@@ -79,10 +79,9 @@ class PaperWriter:
         return f"latex/sections/{section}.tex"
 
     def section_prompt(self, section: str) -> str:
-        labels = ", ".join([label for label in FIGURE_LABELS if f"\\label{{{label}}}" in self.figures.read_text()]
-                           + self.dashboard_labels)
+        labels = ", ".join(self.figure_labels)
         return render("writeup_section", title=self.idea["Title"], experiment=self.idea["Experiment"],
-                      notes=(self.folder.path / "notes.txt").read_text(), section_name=section.replace("_", " "),
+                      notes=self.folder.notes.read_text(), section_name=section.replace("_", " "),
                       section_file=self.section_file(section), tips=self.tips[section],
                       figure_labels=labels or "none", cite_keys=", ".join(self.cite_keys) or "none")
 

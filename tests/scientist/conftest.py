@@ -9,11 +9,16 @@ import pytest
 
 from scientist.baseline import ensure_baseline
 from scientist.llm import configure_offline_litellm
+from scientist.manifest import load_manifest
 from tests.conftest import TEMPLATE_DIR
 from tests.scientist.literature_server import services  # noqa: F401 (a fixture: the local literature server)
 
 # Before anything imports litellm: it would otherwise try to download its cost map.
 configure_offline_litellm()
+
+# The SAE template's manifest: its metric registry and baseline requirements, for tests that need a real one.
+SAE_MANIFEST = load_manifest(TEMPLATE_DIR)
+SAE_METRICS = SAE_MANIFEST.metrics
 
 TINY_RUN_ENV = {
     "SAE_DEVICE": "cpu",
@@ -50,7 +55,7 @@ def templates_dir(tmp_path_factory, tiny_runs) -> Path:
     template = root / "sae_variants"
     shutil.copytree(TEMPLATE_DIR, template, ignore=shutil.ignore_patterns(".venv", "run_*", "*.png", "__pycache__"))
     (template / ".venv").symlink_to(TEMPLATE_DIR / ".venv")
-    ensure_baseline(template, template / ".venv" / "bin" / "python", timeout_s=1200)
+    ensure_baseline(load_manifest(template), timeout_s=1200)
     return root
 
 

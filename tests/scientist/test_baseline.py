@@ -6,8 +6,10 @@ import shutil
 
 import pytest
 
-from scientist.baseline import FINGERPRINT_FILE, baseline_problem, ensure_baseline, fingerprint, fingerprint_changes
+from scientist.baseline import FINGERPRINT_FILE, ensure_baseline, fingerprint, fingerprint_changes
 from scientist.folder import IdeaFolder
+from scientist.manifest import load_manifest
+from tests.scientist.conftest import SAE_MANIFEST
 
 
 @pytest.mark.parametrize("training, core, problem", [
@@ -17,35 +19,36 @@ from scientist.folder import IdeaFolder
     ({"training_steps": 100}, {"l0": 40.0, "explained_variance": 0.9}, None),
 ])
 def test_a_degenerate_baseline_is_refused(training, core, problem):
-    reason = baseline_problem({"training": {"means": training}, "core": {"means": core}})
+    reason = SAE_MANIFEST.baseline_problem({"training": {"means": training}, "core": {"means": core}})
     assert (reason is None) if problem is None else (problem in reason)
 
 
 def test_the_fingerprint_names_what_changed(templates_dir, tmp_path):
     template = tmp_path / "t"
     shutil.copytree(templates_dir / "sae_variants", template, symlinks=True, ignore=shutil.ignore_patterns("run_*"))
-    before = fingerprint(template, {"SAE_PRESET": "gpt2", "SAE_CACHE_DIR": "/a", "HOME": "/h"})
+    manifest = load_manifest(template)
+    before = fingerprint(manifest, {"SAE_PRESET": "gpt2", "SAE_CACHE_DIR": "/a", "HOME": "/h"})
     assert before["settings"] == {"SAE_PRESET": "gpt2"}
     assert {"experiment.py", "config.toml", "sae_topk.py", "sae_harness/evaluation.py"} <= set(before["files"])
     assert "plot.py" not in before["files"]
 
     with open(template / "config.toml", "a") as config:
         config.write("\n# a comment is still a change\n")
-    after = fingerprint(template, {"SAE_PRESET": "gemma-3-270m", "SAE_SEED": "1", "SAE_CACHE_DIR": "/b"})
+    after = fingerprint(manifest, {"SAE_PRESET": "gemma-3-270m", "SAE_SEED": "1", "SAE_CACHE_DIR": "/b"})
     assert fingerprint_changes(before, after) == ["config.toml changed", "SAE_PRESET changed", "SAE_SEED added"]
 
 
 def test_a_baseline_made_with_other_settings_is_moved_aside_and_rebuilt(templates_dir, tmp_path):
     template = tmp_path / "sae_variants"
     shutil.copytree(templates_dir / "sae_variants", template, symlinks=True)
-    python = template / ".venv" / "bin" / "python"
+    manifest = load_manifest(template)
     old_info = (template / "run_0" / "final_info.json").read_text()
 
-    ensure_baseline(template, python, timeout_s=1200)
+    ensure_baseline(manifest, timeout_s=1200)
     assert not list(template.glob("run_0.stale-*")), "an up-to-date baseline is kept"
 
     environ = {**os.environ, "SAE_SEED": "7"}
-    ensure_baseline(template, python, timeout_s=1200, environ=environ)
+    ensure_baseline(manifest, timeout_s=1200, environ=environ)
     [stale] = template.glob("run_0.stale-*")
     assert (stale / "final_info.json").read_text() == old_info
     rebuilt = json.loads((template / "run_0" / "final_info.json").read_text())

@@ -1,12 +1,17 @@
 """The claim checker: numbers and directions written in notes.txt and the paper must agree with the run files."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from scientist.claims import ClaimsError, check_idea, find_claims, main
-from scientist.metrics import results_block
+from scientist import claims as claims_module
+from scientist import metrics
+from scientist.claims import ClaimsError, check_idea, main
+from scientist.manifest import MANIFEST_FILE
+from tests.conftest import TEMPLATE_DIR
+from tests.scientist.conftest import SAE_METRICS
 
 OFFLINE_REASON = "preset gemma-3-270m runs offline; this SAEBench eval needs datasets from the Hugging Face hub"
 # core means of the demo idea (ReLU baseline, TopK k=32, TopK k=64), rounded as the results table prints them.
@@ -20,6 +25,14 @@ TOPK_64 = {"explained_variance": 0.952376, "mse": 132.34, "cossim": 0.99639, "l0
            "dead_fraction": 0.03125, "dense_fraction": 0.0512695, "kl_div_score": 0.936366, "ce_loss_score": 0.939457,
            "kl_div_with_sae": 0.60645}
 DESCRIPTIONS = {1: "TopK activation (k=32) instead of ReLU with an L1 penalty", 2: "TopK activation with k=64"}
+
+
+def find_claims(text: str, path: Path) -> list:
+    return claims_module.find_claims(text, path, SAE_METRICS)
+
+
+def results_block(run_number: int, description: str, baseline: dict, run: dict) -> str:
+    return metrics.results_block(run_number, description, baseline, run, SAE_METRICS)
 
 
 def final_info(core: dict, training: dict | None = None) -> dict:
@@ -40,10 +53,13 @@ def results_blocks(runs: dict[int, dict]) -> str:
 
 def make_idea(folder: Path, llm_notes: str = "", runs: dict[int, dict] | None = None, latex: dict | None = None,
               interpreted_run: int = 1) -> Path:
-    """An idea folder: run_N/final_info.json, notes.txt with the code's results blocks then the LLM's text."""
+    """An idea folder: the SAE template's manifest, run_N/final_info.json, notes.txt with the code's results blocks
+    then the LLM's text."""
     runs = {0: BASELINE, 1: TOPK_32, 2: TOPK_64} if runs is None else runs
+    folder.mkdir(parents=True)
+    shutil.copyfile(TEMPLATE_DIR / MANIFEST_FILE, folder / MANIFEST_FILE)
     for number, core in runs.items():
-        (folder / f"run_{number}").mkdir(parents=True)
+        (folder / f"run_{number}").mkdir()
         (folder / f"run_{number}" / "final_info.json").write_text(json.dumps(final_info(core)))
     notes = results_blocks(runs) if 0 in runs else ""
     if llm_notes:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import scientist.llm
-from scientist.launcher import main
+from scientist.cli import main
 from scientist.llm import RetrySettings
 
 FENCE = "```"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from scientist import latex
+from scientist.folder import IdeaFolder
+from tests.scientist.conftest import SAE_MANIFEST, SAE_METRICS
 from tests.conftest import TEMPLATE_DIR
 
 needs_tex = pytest.mark.usefixtures("latex_tools")
@@ -86,8 +88,8 @@ def idea_dir(tmp_path) -> Path:
 def latex_dir(idea_dir) -> Path:
     """The template copied into the idea folder, with the generated table and figures and no references."""
     latex_dir = latex.copy_template(TEMPLATE_DIR / "latex", idea_dir)
-    latex.write_results_table(idea_dir, latex_dir)
-    latex.write_figures(idea_dir, latex_dir)
+    latex.write_results_table(IdeaFolder(idea_dir).finished_runs(), SAE_METRICS, latex_dir)
+    latex.write_figures(idea_dir, SAE_MANIFEST, latex_dir)
     latex.write_bibliography([], latex_dir)
     return latex_dir
 
@@ -157,7 +159,7 @@ def test_table_numbers_equal_final_info_and_best_value_is_bold(latex_dir):
     assert headings == ["EV", "MSE", "CosSim", "L0", "Dead", "CE"]  # no run reports kl_div_score
     assert header[2:4] == [r"EV\,$\uparrow$", r"MSE\,$\downarrow$"] and header[5] == "L0"
     assert [row[0] for row in rows] == ["0", "1", "2"]  # run_3 failed, run_4's folder is gone
-    names = {heading: name for _, name, heading, _ in latex.TABLE_METRICS}
+    names = {metric.display: metric.name for metric in SAE_METRICS.key_metrics}
     for column, heading in enumerate(headings, start=2):
         bold_runs = set()
         for row in rows:
@@ -191,7 +193,7 @@ def test_figures_are_copied_with_fixed_captions_and_missing_plots_left_out(latex
     assert re.findall(r"\\label\{(fig:\w+)\}", tex) == ["fig:metrics_comparison", "fig:training_curves"]
     assert re.findall(r"\\includegraphics\[[^\]]*\]\{([^}]*)\}", tex) == [
         "figures/metrics_comparison.png", "figures/training_curves.png"]
-    assert latex.FIGURE_CAPTIONS["training_curves"] in tex
+    assert {plot.stem: plot.caption for plot in SAE_MANIFEST.plots}["training_curves"] in tex
     assert sorted(path.name for path in (latex_dir / "figures").iterdir()) == [
         "metrics_comparison.png", "training_curves.png"]
 
@@ -325,39 +327,37 @@ def test_a_check_compile_that_passed_is_not_run_again_for_the_same_sources(idea_
         resumed.compile(latex_dir)
 
 
-def dashboard_summary(features: list[dict]) -> dict:
-    """run_i/dashboard/features.json as sae_harness/dashboard.py writes it (the fields this code reads)."""
-    return {"max_token_marker": ["[[", "]]"], "features": features}
+APPENDIX_FRAGMENT = r"""\begin{table}[tbp]
+  \centering
+  \begin{tabular}{rl}
+    feature & top context \\
+    7 & the cat \textbf{sat} on the mat \\
+  \end{tabular}
+  \caption{Features of run\_1, chosen by the template's code.}
+  \label{fig:dashboard_run_1}
+\end{table}
+"""
 
 
-def test_dashboard_features_chosen_by_code_appear_in_the_appendix(idea_dir, latex_dir):
-    def feature(fid, group, context):
-        return {"id": fid, "group": group, "density": 0.0123456, "top_context_marked": context,
-                "promoted": [{"token": " sparse"}, {"token": "_&%"}, {"token": " codes"}, {"token": "never shown"}]}
-
+def test_what_template_stages_wrote_for_the_paper_appears_in_its_appendix(idea_dir, latex_dir):
+    """The SAE template's dashboard stage writes run_i/dashboard/appendix.tex (its manifest's stages.appendix)."""
     (idea_dir / "run_1" / "dashboard").mkdir()
-    (idea_dir / "run_1" / "dashboard" / "features.json").write_text(json.dumps(dashboard_summary([
-        feature(7, "frequent", "the cat [[sat]] on the mat"),
-        feature(9, "frequent", "a second frequent [[feature]]"),
-        feature(11, "frequent", "a third frequent one, [[not]] shown"),
-        feature(3, "rare", "résumé costs 5% [[&]] more_text"),
-    ])))
+    (idea_dir / "run_1" / "dashboard" / "appendix.tex").write_text(APPENDIX_FRAGMENT)
+    (idea_dir / "run_3" / "dashboard").mkdir()  # a failed run: not in the paper even with a fragment
+    (idea_dir / "run_3" / "dashboard" / "appendix.tex").write_text("FAILED RUN")
 
-    labels = latex.write_dashboards(idea_dir, latex_dir)
+    labels = latex.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir)
 
-    assert labels == ["fig:dashboard_run_1"]
-    generated = (latex_dir / latex.DASHBOARDS_FILE).read_text()
-    assert r"the cat \textbf{sat} on the mat" in generated and "0.01235" in generated
+    assert labels == ["sec:feature_dashboards", "fig:dashboard_run_1"]
+    generated = (latex_dir / latex.APPENDIX_FILE).read_text()
+    assert r"the cat \textbf{sat} on the mat" in generated and "FAILED RUN" not in generated
     result = latex.compile_pdf(latex_dir)
     assert result.ok, result.problems
     text = pdf_text(result.pdf)
-    assert "Feature dashboards" in text
-    for context in ("the cat sat on the mat", "a second frequent feature", "résumé costs 5% & more_text"):
-        assert context in text
-    assert "a third frequent one" not in text and "never shown" not in text  # two per group, three tokens each
+    assert "Feature dashboards" in text and "the cat sat on the mat" in text
 
 
-def test_without_dashboards_the_appendix_is_empty_and_the_paper_compiles(idea_dir, latex_dir):
-    assert latex.write_dashboards(idea_dir, latex_dir) == []
+def test_without_stage_output_the_appendix_is_empty_and_the_paper_compiles(idea_dir, latex_dir):
+    assert latex.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir) == []
     result = latex.compile_pdf(latex_dir)
     assert result.ok and "Feature dashboards" not in pdf_text(result.pdf)

@@ -6,11 +6,14 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from scientist.folder import IdeaFolder
-from scientist.launcher import DONE_COMMIT, build_parser, main
+from scientist.launch_config import LaunchConfig
+from scientist.cli import build_parser, main
+from scientist.pipeline import DONE_COMMIT
 from tests.conftest import REPO
 
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
@@ -135,13 +138,16 @@ def test_skip_idea_generation_runs_the_seed_ideas_as_written(templates_dir, tmp_
 
 
 def test_writeup_without_latex_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    """The paper is written by default, so its tools are checked by default."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    code = main(["--model", "scripted/demo", "--skip-idea-generation", "--writeup", "latex",
-                 "--results-dir", str(tmp_path / "results")])
+    code = main(["--model", "scripted/demo", "--skip-idea-generation", "--results-dir", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "--writeup latex needs pdflatex, bibtex, chktex, pdftotext" in err and "make setup" in err
+    assert "writing the paper needs pdflatex, bibtex, chktex, pdftotext" in err and "make setup" in err
+    assert "--no-writeup" in err
     assert not (tmp_path / "results").exists()
+    assert build_parser().parse_args([]).writeup == "latex"
+    assert build_parser().parse_args(["--no-writeup"]).writeup is None
 
 
 def test_every_problem_found_before_any_work_is_reported_at_once(tmp_path, monkeypatch, capsys):
@@ -158,7 +164,7 @@ def test_every_problem_found_before_any_work_is_reported_at_once(tmp_path, monke
     assert "4 problem(s) found before any work" in err
     assert "ANTHROPIC_API_KEY" in err
     assert f"{ideas}: line 1, column 2: not valid JSON" in err
-    assert "--writeup latex needs pdflatex" in err
+    assert "writing the paper needs pdflatex" in err
     assert f"{blocked / 'results'}: the results folder cannot be written" in err
 
 
@@ -210,8 +216,58 @@ def test_an_unknown_template_and_a_template_missing_files_are_named(templates_di
 def test_resume_of_an_idea_killed_between_marking_it_done_and_committing_makes_the_commit(templates_dir, tmp_path,
                                                                                           capsys):
     folder = IdeaFolder.create(tmp_path / "results", "sae_variants", {"Name": "idea"}, templates_dir / "sae_variants")
-    folder.save_state({**folder.state, "stage": "done"})
+    state = folder.state
+    state.stage = "done"
+    folder.save_state(state)
     assert main(["--resume", str(folder.path)]) == 0
     assert "every idea there is done" in capsys.readouterr().out
     assert folder.repo.head.commit.message == DONE_COMMIT
     assert not folder.repo.is_dirty(untracked_files=True)
+
+
+@pytest.mark.parametrize("problem", ["results folder", "cache disk"])
+def test_resume_checks_what_a_launch_checks_and_says_it_the_same_way(problem, templates_dir, tmp_path, monkeypatch,
+                                                                     capsys):
+    """One preflight serves both: a resume whose results folder cannot be written, or whose cache disk is full,
+    fails before any work with the launch's own message."""
+    results = tmp_path / "results"
+    if problem == "results folder":
+        blocked = tmp_path / "a_file"
+        blocked.write_text("")
+        results = blocked / "results"
+    else:
+        monkeypatch.setattr("scientist.preflight.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    base = ["--model", "scripted/demo", "--no-writeup", "--skip-idea-generation", "--templates-dir",
+            str(templates_dir)]
+    assert main([*base, "--results-dir", str(results)]) == 2
+    launch_error = capsys.readouterr().err
+
+    config = LaunchConfig.from_args(build_parser().parse_args([*base, "--results-dir", str(results)]), "x")
+    folder = IdeaFolder.create(tmp_path / "made", "sae_variants", {"Name": "idea"}, templates_dir / "sae_variants",
+                               config.to_json())
+    assert main(["--resume", str(folder.path)]) == 2
+    resume_error = capsys.readouterr().err
+    assert resume_error == launch_error
+    assert "1 problem(s) found before any work; nothing was run or spent" in resume_error
+    assert ("the results folder cannot be written" if problem == "results folder" else "GB free") in resume_error
+
+
+def system_python() -> str:
+    """A python3 outside the repository's environment, as a new user would type it."""
+    return str(Path(sys.base_prefix) / "bin" / "python3")
+
+
+def test_any_python_runs_the_launcher_in_the_repository_environment():
+    result = subprocess.run([system_python(), "launch_scientist.py", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--no-writeup" in result.stdout
+
+
+def test_before_setup_the_launcher_says_to_run_make_setup(tmp_path):
+    shutil.copy(REPO / "launch_scientist.py", tmp_path)  # a fresh clone: no .venv beside it
+    result = subprocess.run([system_python(), "launch_scientist.py", "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert "make setup" in result.stderr and "Traceback" not in result.stderr

@@ -7,15 +7,23 @@ import re
 
 import pytest
 
-from scientist.metrics import (
-    METRICS,
-    REGISTRY,
-    MetricChange,
-    compare,
-    lookup,
-    results_block,
-    summary_line,
-)
+from scientist import metrics
+from scientist.metrics import MetricChange, summary_line
+from tests.scientist.conftest import SAE_METRICS
+
+# The SAE template's registry (its template.toml) is the one these tests judge by.
+METRICS = SAE_METRICS.metrics
+REGISTRY = {(metric.group, metric.name): metric for metric in METRICS}
+lookup = SAE_METRICS.lookup
+
+
+def compare(baseline: dict, run: dict) -> list[MetricChange]:
+    return metrics.compare(baseline, run, SAE_METRICS)
+
+
+def results_block(run_number: int, description: str, baseline: dict, run: dict) -> str:
+    return metrics.results_block(run_number, description, baseline, run, SAE_METRICS)
+
 
 OFFLINE_REASON = "preset gemma-3-270m runs offline; this SAEBench eval needs datasets from the Hugging Face hub"
 

@@ -14,9 +14,10 @@ import pytest
 
 from scientist.llm import Ledger
 from scientist.metrics import format_number
-from scientist.report import KEY_METRICS, ReportError, main, write_report
-from tests.scientist.conftest import require_tools
-from tests.conftest import REPO
+from scientist.manifest import MANIFEST_FILE
+from scientist.report import ReportError, main, write_report
+from tests.conftest import REPO, TEMPLATE_DIR
+from tests.scientist.conftest import SAE_METRICS, require_tools
 
 CHROMIUM_TIMEOUT_S = 60
 DONE_IDEA = "20260101_120000_topk"
@@ -29,7 +30,9 @@ BASELINE_CORE = {"explained_variance": 0.8974051234, "ce_loss_score": 0.802018, 
 RUN_2_CORE = {"explained_variance": 0.9523761, "ce_loss_score": 0.939457, "kl_div_score": 0.794431,
               "mse": 310.5, "l0": 64.0, "dead_fraction": 0.03125, "cossim": 0.995}
 EXPECTED_VERDICTS = {"explained_variance": "better", "ce_loss_score": "better", "kl_div_score": "same",
-                     "mse": "worse", "l0": "info", "dead_fraction": "worse"}
+                     "mse": "worse", "l0": "info", "dead_fraction": "worse", "cossim": "better"}
+# The report shows the key metrics of the idea's template manifest, in its order.
+KEY_METRICS = [metric.name for metric in SAE_METRICS.key_metrics]
 
 
 def final_info(core: dict, k: int) -> dict:
@@ -64,6 +67,9 @@ def build_results(root: Path) -> Path:
     """results/sae_variants with a finished idea, a failed one, and the idea stage's folder (not an idea)."""
     results = root / "results" / "sae_variants"
     done = results / DONE_IDEA
+    for idea in (done, results / FAILED_IDEA):
+        idea.mkdir(parents=True)
+        (idea / MANIFEST_FILE).write_text((TEMPLATE_DIR / MANIFEST_FILE).read_text())
     write_json(done / "state.json", {"idea": DONE_IDEA_NAME, "status": "runs_done", "stage": "done", "run": 3,
                                      "runs": {"1": {"description": "k=32"}, "2": {"description": "k=64"}}})
     write_json(done / "run_0" / "final_info.json", final_info(BASELINE_CORE, 32))

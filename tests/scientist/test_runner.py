@@ -9,6 +9,7 @@ import pytest
 from scientist import runner
 from scientist.progress import last_progress_line
 from scientist.runner import lint, scrubbed_environment
+from tests.scientist.conftest import SAE_MANIFEST
 
 
 def test_runs_get_no_secrets_but_keep_experiment_settings(monkeypatch):
@@ -16,7 +17,7 @@ def test_runs_get_no_secrets_but_keep_experiment_settings(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf-secret")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
     monkeypatch.setenv("SAE_TRAINING_TOKENS", "8192")
-    env = scrubbed_environment()
+    env = scrubbed_environment(SAE_MANIFEST)
     assert not {"ANTHROPIC_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY"} & set(env)
     assert env["SAE_TRAINING_TOKENS"] == "8192"
     assert "PATH" in env
@@ -41,7 +42,7 @@ def test_runs_get_the_users_home_not_aiders(monkeypatch, tmp_path):
     import os
 
     assert os.environ["HOME"] == str(tmp_path / "aider_home")
-    assert scrubbed_environment()["HOME"] == "/home/researcher"
+    assert scrubbed_environment(SAE_MANIFEST)["HOME"] == "/home/researcher"
 
 
 PROGRESS_SCRIPT = """
@@ -58,7 +59,7 @@ def test_a_long_run_reports_its_latest_progress_line(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
     (tmp_path / "job.py").write_text(PROGRESS_SCRIPT)
     seen = []
-    result = runner.run_python(Path(sys.executable), ["job.py"], tmp_path, 30, "job", on_heartbeat=seen.append)
+    result = runner.run_python(SAE_MANIFEST, Path(sys.executable), ["job.py"], tmp_path, 30, "job", on_heartbeat=seen.append)
     assert result.ok and not result.timed_out
     assert seen and all(line.startswith("Training CustomSAE: ") for line in seen)
     assert "#" not in seen[-1] and "/10" in seen[-1]
@@ -67,7 +68,7 @@ def test_a_long_run_reports_its_latest_progress_line(monkeypatch, tmp_path):
 
 def test_a_run_past_its_timeout_is_killed(tmp_path):
     (tmp_path / "job.py").write_text("import time\ntime.sleep(60)\n")
-    result = runner.run_python(Path(sys.executable), ["job.py"], tmp_path, 1.0, "job")
+    result = runner.run_python(SAE_MANIFEST, Path(sys.executable), ["job.py"], tmp_path, 1.0, "job")
     assert result.timed_out and not result.ok
     assert result.seconds < 30
 
@@ -92,9 +93,9 @@ def test_the_progress_line_drops_the_bar():
 def test_a_final_info_that_cannot_be_read_as_results_is_refused(templates_dir, tmp_path, mangle, problem):
     template = templates_dir / "sae_variants"
     good = (template / "run_0" / "final_info.json").read_text()
-    schema = template / runner.FINAL_INFO_SCHEMA
-    assert runner.final_info_problem(template / "run_0" / "final_info.json", schema) is None
-    bad = tmp_path / "final_info.json"
-    bad.write_text(mangle(good))
-    assert problem in runner.final_info_problem(bad, schema)
-    assert runner.final_info_problem(tmp_path / "absent.json", schema) == "it wrote no final_info.json"
+    schema = template / "final_info.schema.json"
+    assert runner.final_info_problem(template, 0, schema) is None
+    (tmp_path / "run_1").mkdir()
+    (tmp_path / "run_1" / "final_info.json").write_text(mangle(good))
+    assert problem in runner.final_info_problem(tmp_path, 1, schema)
+    assert runner.final_info_problem(tmp_path, 2, schema) == "it wrote no final_info.json"

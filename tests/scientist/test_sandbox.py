@@ -77,7 +77,7 @@ def test_clean_environment_drops_secrets_and_provider_settings_and_goes_offline(
     environ = {"ANTHROPIC_API_KEY": "a", "MY_SERVICE_TOKEN": "b", "db_password": "c", "OPENAI_BASE_URL": "d",
                "AWS_REGION": "e", "TOGETHERAI_MODEL": "f", "LITELLM_LOG": "g", "HF_TOKEN": "h",
                "SAE_TRAINING_TOKENS": "8192", "PATH": "/usr/bin", "HOME": "/home/researcher"}
-    env = clean_environment(environ)
+    env = clean_environment(environ, settings_prefix="SAE_")
     assert env == {"SAE_TRAINING_TOKENS": "8192", "PATH": "/usr/bin", "HOME": "/home/researcher",
                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     assert environ["ANTHROPIC_API_KEY"] == "a"

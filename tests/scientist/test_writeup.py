@@ -10,7 +10,8 @@ import pytest
 from scientist.folder import IdeaFolder
 from scientist.latex import SECTIONS
 from scientist.llm import Budget, Ledger
-from scientist.metrics import results_block
+from scientist import metrics
+from scientist.manifest import load_manifest
 from scientist.scripted import DEMO_MODEL
 from scientist.writeup import FIX_ATTEMPTS, PaperWriter
 
@@ -32,7 +33,7 @@ def idea(templates_dir, tmp_path):
     (folder.path / "run_1" / "final_info.json").write_text(json.dumps(run))
     (folder.path / "state.json").write_text(json.dumps({"idea": "topk_probe", "runs": {
         "1": {"description": "TopK with k=32", "commit": "x", "seconds": 1.0}}}))
-    folder.append_notes(results_block(1, "TopK with k=32", baseline, run))
+    folder.append_notes(metrics.results_block(1, "TopK with k=32", baseline, run, load_manifest(template).metrics))
     folder.commit("Run 1")
     return folder, template, run
 
@@ -52,8 +53,8 @@ def change(section: str, search: str, replace: str) -> str:
 
 def writer(idea, sections) -> PaperWriter:
     folder, template, _ = idea
-    return PaperWriter(folder, IDEA, template, DEMO_MODEL, Ledger(folder.path / "cost_ledger.json"), Budget(None),
-                       papers=[], sections=sections)
+    return PaperWriter(folder, load_manifest(template), DEMO_MODEL, Ledger(folder.path / "cost_ledger.json"),
+                       Budget(None), papers=[], sections=sections)
 
 
 def pdf_text(pdf) -> str:

@@ -1,4 +1,4 @@
-"""The experiment loop for one idea: plan, edit, lint, run, record, interpret; then the plot stage.
+"""The runs of one idea: plan, edit, lint, run, record, interpret, up to --max-runs successful runs.
 
 AI-Scientist's semantics, with its known failures closed:
 - an edit that changed nothing is reported to the coder, and the same code is never run twice;
@@ -10,49 +10,19 @@ AI-Scientist's semantics, with its known failures closed:
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import contradictions_by_file
-from .coder import Coder
-from .files import atomic_write_text
-from .folder import IdeaFolder
-from .latex import DASHBOARD_INDEX
-from .metrics import results_block
-from .progress import ProgressView
-from .prompts import render
-from .runner import FATAL_LINT_CODES, RunAttempts, lint, run_plot, run_python
+from ..claims import contradictions_by_file
+from ..files import atomic_write_text
+from ..folder import IdeaFolder
+from ..metrics import results_block
+from ..prompts import render
+from ..runner import FATAL_LINT_CODES, RunAttempts, lint
+from ..state import RunRecord
+from .base import IdeaRun
 
 log = logging.getLogger(__name__)
 RUN_COMMAND = "python experiment.py --out_dir=run_i"
-# A template may show each run's features (sae_harness/dashboard.py writes run_i/dashboard/).
-DASHBOARD_MODULE = "sae_harness.dashboard"
-FIGURES = ("metrics_comparison.png", "feature_density.png", "activation_frequency_rank.png", "training_curves.png")
-
-
-@dataclass
-class LoopSettings:
-    max_runs: int = 5
-    max_iters: int = 4
-    run_timeout_s: float = 7200.0
-    plot_timeout_s: float = 600.0
-
-
-@dataclass
-class IdeaProgress:
-    """What state.json holds, and what the live view shows."""
-
-    idea: str
-    stage: str = "starting"
-    run: int = 0
-    tries: int = 0
-    status: str = "running"
-    runs: dict = field(default_factory=dict)
-    ran_code: list = field(default_factory=list)
-    paper: dict = field(default_factory=dict)
-    notes_contradictions: list = field(default_factory=list)
-    reason: str = ""
-    """Why the idea ended early (out of tries), from the last failed try."""
 
 
 def description_from(reply: str) -> str | None:
@@ -73,40 +43,47 @@ def correction_from(reply: str) -> str | None:
 
 def notes_contradictions(folder: IdeaFolder) -> list[str]:
     """What the claim checker finds wrong in notes.txt (the paper is checked by the write-up stage)."""
-    return contradictions_by_file(folder.path).get("notes.txt", [])
+    return contradictions_by_file(folder.path).get(folder.notes.name, [])
 
 
 def code_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+class RunsStage:
+    """The coder edits the experiment and it runs, up to --max-runs successful runs (every idea goes through)."""
+
+    def applies(self, idea: IdeaRun) -> bool:
+        return True
+
+    def run(self, idea: IdeaRun) -> None:
+        ExperimentLoop(idea).run()
+
+
 class ExperimentLoop:
-    def __init__(self, folder: IdeaFolder, idea: dict, coder: Coder, python: Path, settings: LoopSettings,
-                 view: ProgressView | None = None):
-        self.folder, self.idea, self.coder, self.python, self.settings = folder, idea, coder, python, settings
-        self.progress = IdeaProgress(idea=idea["Name"])
-        self.view = view
-        self.baseline = folder.read_final_info(0)
-        self.experiment_py = folder.path / "experiment.py"
-        self.attempts = RunAttempts(folder.path)
+    def __init__(self, idea: IdeaRun):
+        self.idea_run, self.folder, self.idea = idea, idea.folder, idea.idea
+        self.registry = idea.manifest.metrics
+        self.coder = idea.coder(*idea.manifest.editable)
+        self.settings = idea.config
+        self.baseline = self.folder.read_final_info(0)
+        # The first editable file is the experiment the run command runs.
+        self.experiment_py = self.folder.path / idea.manifest.editable[0]
+        self.attempts = RunAttempts(self.folder.path, idea.manifest)
         self.last_failure = ""
 
-    def update(self, **changes):
-        for key, value in changes.items():
-            setattr(self.progress, key, value)
-        self.folder.save_state(vars(self.progress))
-        if self.view:
-            self.view.show(self.progress)
+    @property
+    def state(self):
+        return self.idea_run.state
 
-    def heartbeat(self, activity: str):
-        if self.view:
-            self.view.show(self.progress, activity)
+    def update(self, **changes):
+        self.idea_run.update(**changes)
 
     def run(self) -> int:
         """Run the idea's experiments; return the number of successful runs."""
         prompt = render("coder_plan", title=self.idea["Title"], experiment=self.idea["Experiment"],
                         max_runs=self.settings.max_runs, run_command=RUN_COMMAND,
-                        baseline_results=results_block(0, "baseline", self.baseline, self.baseline))
+                        baseline_results=results_block(0, "baseline", self.baseline, self.baseline, self.registry))
         run_number, fails_in_row, description = 1, 0, None
         while True:
             if fails_in_row >= self.settings.max_iters:
@@ -134,14 +111,14 @@ class ExperimentLoop:
                 run_number, fails_in_row = run_number + 1, 0
             else:
                 fails_in_row += 1
-        if self.progress.status == "running":
+        if self.state.status == "running":
             self.update(status="runs_done")
         return run_number - 1
 
     def try_run(self, run_number: int, description: str | None, changed: bool) -> tuple[str, bool]:
         """Lint and run the current code; return the next prompt for the coder and whether the run succeeded."""
         digest = code_digest(self.experiment_py)
-        if not changed or digest in self.progress.ran_code:
+        if not changed or digest in self.state.ran_code:
             detail = "" if not changed else " that has not already been run"
             self.failed_try(run_number, f"the edit changed nothing{detail}; not run")
             return render("coder_no_change", detail=detail, run_number=run_number), False
@@ -151,24 +128,24 @@ class ExperimentLoop:
             self.failed_try(run_number, f"lint gate failed:\n{problems}")
             return render("coder_lint_failed", select=FATAL_LINT_CODES, lint_output=problems), False
         self.update(stage="running")
-        self.progress.ran_code.append(digest)
-        result, replayed = self.attempts.run(self.python, run_number, digest, self.settings.run_timeout_s,
-                                             self.heartbeat)
+        self.state.ran_code.append(digest)
+        result, replayed = self.attempts.run(self.idea_run.python, run_number, digest, self.settings.run_timeout,
+                                             self.idea_run.heartbeat)
         if replayed:
             self.folder.log(f"run {run_number}: finished before the resume; its result is reused, not run again")
         if result.timed_out:
-            self.failed_try(run_number, f"timed out after {self.settings.run_timeout_s:.0f} s")
-            return render("coder_run_timeout", run_number=run_number, timeout_s=self.settings.run_timeout_s), False
+            self.failed_try(run_number, f"timed out after {self.settings.run_timeout:.0f} s")
+            return render("coder_run_timeout", run_number=run_number, timeout_s=self.settings.run_timeout), False
         if not result.ok:
             self.failed_try(run_number, f"failed with exit code {result.returncode}")
             return render("coder_run_failed", run_number=run_number, returncode=result.returncode,
                           stderr_tail=result.stderr_tail), False
         info = self.folder.read_final_info(run_number)
-        block = results_block(run_number, description or "no description given", self.baseline, info)
+        block = results_block(run_number, description or "no description given", self.baseline, info,
+                              self.registry)
         self.folder.append_notes(block)
         commit = self.folder.commit(f"Run {run_number} results: {description or 'no description'}")
-        self.progress.runs[str(run_number)] = {"description": description, "commit": commit,
-                                               "seconds": round(result.seconds, 1)}
+        self.state.runs[run_number] = RunRecord(description, commit, round(result.seconds, 1))
         self.folder.log(f"run {run_number}: succeeded in {result.seconds:.0f} s ({commit[:10]})")
         if run_number == self.settings.max_runs:
             return render("coder_last_run", run_number=run_number, results_block=block), True
@@ -182,8 +159,8 @@ class ExperimentLoop:
         """After the last run the coder only interprets; an edit it makes anyway is undone, so that experiment.py
         stays the code of the last run."""
         if code_digest(self.experiment_py) != digest_of_last_run:
-            self.folder.repo.git.checkout("HEAD", "--", "experiment.py")
-            self.folder.log("the coder edited experiment.py after the last run; the edit was undone")
+            self.folder.repo.git.checkout("HEAD", "--", self.experiment_py.name)
+            self.folder.log(f"the coder edited {self.experiment_py.name} after the last run; the edit was undone")
 
     def record_interpretation(self, run_number: int, reply: str):
         text = interpretation_from(reply)
@@ -207,7 +184,7 @@ class ExperimentLoop:
             self.folder.log(f"the coder edited experiment.py while correcting {what}; the edit was undone")
         correction = correction_from(reply)
         if correction:
-            notes = self.folder.path / "notes.txt"
+            notes = self.folder.notes
             atomic_write_text(notes, notes.read_text().replace(
                 text, f"{correction}\n(Corrected after the claim check.)", 1))
             self.folder.commit(f"Coder's interpretation of run {run_number}, corrected after the claim check")
@@ -217,47 +194,3 @@ class ExperimentLoop:
         for contradiction in remaining:
             self.folder.log(f"notes.txt contradicts the results: {contradiction}")
         self.update(notes_contradictions=remaining)
-
-
-def plot_stage(folder: IdeaFolder, loop: ExperimentLoop, plot_coder: Coder, notes_coder: Coder) -> bool:
-    """The coder labels the runs in plot.py, plot.py runs (with retries), and the coder describes each figure."""
-    runs = "\n".join(f"run_{n}: {r['description']}" for n, r in loop.progress.runs.items())
-    loop.update(stage="plotting")
-    prompt = render("coder_plot", runs=f"run_0: baseline\n{runs}")
-    for attempt in range(1, loop.settings.max_iters + 1):
-        plot_coder.ask(prompt, stage="plot")
-        result = run_plot(loop.python, folder.path, loop.settings.plot_timeout_s, attempt)
-        if result.ok:
-            break
-        folder.log(f"plot.py attempt {attempt} failed with exit code {result.returncode}")
-        prompt = render("coder_plot_failed", returncode=result.returncode, stderr_tail=result.stderr_tail)
-    else:
-        folder.commit("plot.py failed")
-        return False
-    folder.commit("Plots")
-    loop.update(stage="describing plots")
-    notes_coder.ask(render("coder_plot_notes", figures=", ".join(FIGURES)), stage="plot_notes")
-    folder.commit("Figure descriptions in notes.txt")
-    found = notes_contradictions(folder)
-    if found:
-        notes_coder.ask(render("coder_notes_contradictions", contradictions="\n".join(found)), stage="notes_check")
-        folder.commit("notes.txt corrected after the claim check")
-        loop.record_contradictions(notes_contradictions(folder))
-    return True
-
-
-def dashboard_stage(folder: IdeaFolder, loop: ExperimentLoop, timeout_s: float):
-    """Feature dashboards for the baseline and every run (the template's own code, in the sandbox, with the model
-    loaded once). A run that has one already (a resumed idea) keeps it; a failure is logged and the idea goes on."""
-    module_file = folder.path / (DASHBOARD_MODULE.replace(".", "/") + ".py")
-    runs = [f"run_{n}" for n in [0, *map(int, loop.progress.runs)]]
-    missing = [run for run in runs if (folder.path / run / "sae").is_dir()
-               and not (folder.path / run / DASHBOARD_INDEX).exists()]
-    if not module_file.exists() or not missing:
-        return
-    loop.update(stage="feature dashboards")
-    result = run_python(loop.python, ["-m", DASHBOARD_MODULE, "--run", *missing], folder.path, timeout_s,
-                        "dashboards", loop.heartbeat)
-    if not result.ok:
-        folder.log(f"feature dashboards failed (exit {result.returncode}); the idea goes on without them:\n"
-                   f"{result.stderr_tail[-500:]}")

@@ -1,0 +1,70 @@
+"""The settings of one launch, typed and frozen: made from the command line, kept in each idea folder's
+launch.json, and read back by --resume and by the workers, so that every idea of a launch runs the same way."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+DEMO_FLAG = "demo"
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    experiment: str
+    """The template folder under templates_dir."""
+    model: str
+    """litellm model string of the coder, or 'demo' for the scripted demo."""
+    templates_dir: Path
+    results_dir: Path
+    demo_script: Path
+    """The scripted replies --model demo plays."""
+    max_runs: int = 5
+    max_iters: int = 4
+    run_timeout: float = 7200.0
+    writeup: bool = True
+    """Write, compile and review a paper for each idea."""
+    num_reviews: int = 3
+    preset: str | None = None
+    """The template's preset for the runs (its manifest's preset_variable)."""
+    launch_id: str = ""
+    """Tells the ideas of one launch apart from other launches' (they share its budget)."""
+    budget_usd: float | None = dataclasses.field(default=None, compare=False)
+    """Given anew on each launch or resume, so it is not recorded."""
+
+    @property
+    def template(self) -> Path:
+        return self.templates_dir / self.experiment
+
+    @property
+    def demo(self) -> bool:
+        return self.model == DEMO_FLAG
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, launch_id: str = "") -> LaunchConfig:
+        return cls(experiment=args.experiment, model=args.model, templates_dir=Path(args.templates_dir),
+                   results_dir=Path(args.results_dir), demo_script=Path(args.demo_script), max_runs=args.max_runs,
+                   max_iters=args.max_iters, run_timeout=args.run_timeout, writeup=args.writeup,
+                   num_reviews=args.num_reviews, preset=args.preset, launch_id=launch_id,
+                   budget_usd=args.budget_usd)
+
+    def to_json(self) -> dict:
+        """What launch.json keeps: every setting but the budget."""
+        return {f.name: str(value) if isinstance(value := getattr(self, f.name), Path) else value
+                for f in dataclasses.fields(self) if f.name != "budget_usd"}
+
+    @classmethod
+    def from_json(cls, data: dict, budget_usd: float | None = None) -> LaunchConfig:
+        """launch.json back into a config; launch.json files of earlier versions wrote writeup as "latex" or null."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"budget_usd"}
+        values = {name: value for name, value in data.items() if name in names}
+        for name in ("templates_dir", "results_dir", "demo_script"):
+            values[name] = Path(values[name])
+        values["writeup"] = bool(values.get("writeup", True))
+        return cls(**values, budget_usd=budget_usd)
+
+    def same_settings(self, other: LaunchConfig) -> bool:
+        """Equal in every setting but the launch id (ideas of two launches with equal settings resume together)."""
+        return dataclasses.replace(self, launch_id="") == dataclasses.replace(other, launch_id="")

@@ -1,0 +1,39 @@
+"""The stages of an idea, listed once and in order. Launch, resume and the workers all drive this pipeline.
+
+    runs -> plots -> the template's own stages (its manifest's [[stages]]) -> paper -> review
+
+Each stage is a class with `applies(idea)` and `run(idea)` (base.Stage); a new stage is a file of its own and one
+line in `stages`.
+"""
+
+from __future__ import annotations
+
+from .base import IdeaRun, Stage
+from .paper import PaperStage, ReviewStage
+from .plots import PlotStage
+from .runs import RunsStage
+from .template_stages import TemplateStage
+
+DONE_COMMIT = "Idea done"
+
+
+def stages(idea: IdeaRun) -> list[Stage]:
+    return [
+        RunsStage(),
+        PlotStage(),
+        *(TemplateStage(spec) for spec in idea.manifest.stages),
+        PaperStage(),
+        ReviewStage(),
+    ]
+
+
+def run_pipeline(idea: IdeaRun) -> None:
+    """Take the idea through every stage that applies to it, then mark it done."""
+    for stage in stages(idea):
+        if stage.applies(idea):
+            stage.run(idea)
+    idea.update(stage="done")
+    idea.folder.commit(DONE_COMMIT)
+
+
+__all__ = ["DONE_COMMIT", "IdeaRun", "Stage", "run_pipeline", "stages"]
