@@ -3,33 +3,35 @@ scientist.llm.call_llm, so it is retried, budgeted, recorded in the ledger with 
 there when a resumed idea asks it again; aider's own parsing and edit code then apply the reply as usual.
 
 aider is set up to make no network call of its own: litellm reads its local cost map, and aider's model-info
-cache is seeded from it (otherwise aider tries to download it on first use).
+manager is given that map (otherwise aider tries to download it for every model it makes).
 """
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import litellm
-from aider.models import Model, request_timeout
+from aider.models import Model, model_info_manager, request_timeout
 
 from .llm import Budget, BudgetExceeded, Ledger, LLMUnavailable, call_llm
 from .runner import USER_HOME_VARIABLE
 
 
 def prepare_aider_home(home: Path):
-    """aider writes ~/.aider/; give it a folder of its own with a fresh model-info cache.
+    """aider writes ~/.aider/; give it a folder of its own, and its model information from litellm's local map.
 
     The user's own HOME is kept in USER_HOME_VARIABLE, so that runs still find their caches under it.
     """
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault(USER_HOME_VARIABLE, os.environ.get("HOME", ""))
     os.environ["HOME"] = str(home)
-    cache = home / ".aider" / "caches" / "model_prices_and_context_window.json"
-    if not cache.exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(litellm.model_cost))
+    # Works around aider's ModelInfoManager (aider/models.py): its one instance, made when aider.models is imported,
+    # fixes its cache path from the HOME of that moment (so a cache seeded under this HOME is never read), and every
+    # Model() whose name is not in its local metadata downloads litellm's price list when that cache is missing,
+    # stale (24 h) or "{}" -- again and again, since a failed download leaves nothing loaded. Hand it the map litellm
+    # already holds (the local one: configure_offline_litellm), marked as loaded, so that it reads no cache file.
+    model_info_manager.content = litellm.model_cost
+    model_info_manager._cache_loaded = True
 
 
 class LedgeredModel(Model):

@@ -349,8 +349,8 @@ def test_what_template_stages_wrote_for_the_paper_appears_in_its_appendix(idea_d
     labels = latex.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir)
 
     assert labels == ["sec:feature_dashboards", "fig:dashboard_run_1"]
-    generated = (latex_dir / latex.APPENDIX_FILE).read_text()
-    assert r"the cat \textbf{sat} on the mat" in generated and "FAILED RUN" not in generated
+    appendix = (latex_dir / latex.APPENDIX_FILE).read_text()
+    assert r"the cat \textbf{sat} on the mat" in appendix and "FAILED RUN" not in appendix
     result = latex.compile_pdf(latex_dir)
     assert result.ok, result.problems
     text = pdf_text(result.pdf)
