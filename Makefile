@@ -44,7 +44,7 @@ $(TEMPLATE_STAMP): $(TEMPLATE)/requirements.txt $(TEMPLATE)/requirements-nodeps.
 setup: debian $(ORCH_STAMP) $(TEMPLATE_STAMP)
 
 baseline: setup
-	$(ORCH_PY) -m scientist.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py
+	$(ORCH_PY) -m scientist.experiment.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py
 
 demo: setup
 	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2 --writeup latex

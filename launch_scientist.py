@@ -24,6 +24,6 @@ if __name__ == "__main__":
         print(f"launch_scientist.py: the orchestrator's environment ({VENV}) is missing; run `make setup` first.",
               file=sys.stderr)
         sys.exit(2)
-    from scientist.cli import main
+    from scientist.launch.cli import main
 
     sys.exit(main())

@@ -8,11 +8,11 @@ line in `stages`.
 
 from __future__ import annotations
 
-from .base import IdeaRun, Stage
-from .paper import PaperStage, ReviewStage
-from .plots import PlotStage
-from .runs import RunsStage
-from .template_stages import TemplateStage
+from scientist.pipeline.base import IdeaRun, Stage
+from scientist.pipeline.paper import PaperStage, ReviewStage
+from scientist.pipeline.plots import PlotStage
+from scientist.pipeline.runs import RunsStage
+from scientist.pipeline.template_stages import TemplateStage
 
 DONE_COMMIT = "Idea done"
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..coder import Coder
-from ..folder import IdeaFolder
-from ..launch_config import LaunchConfig
-from ..llm import Budget, Ledger
-from ..manifest import Manifest
-from ..progress import ProgressView
-from ..state import IdeaState
+from scientist.experiment.manifest import Manifest
+from scientist.launch.config import LaunchConfig
+from scientist.launch.progress import ProgressView
+from scientist.llm.coder import Coder
+from scientist.llm.ledger import Budget, Ledger
+from scientist.store.folder import IdeaFolder
+from scientist.store.state import IdeaState
 
 # Plots and template stages run the template's own code, not the coder's experiment: a fixed limit, not --run-timeout.
 PLOT_TIMEOUT_S = 600.0

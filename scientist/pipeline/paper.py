@@ -1,10 +1,10 @@
 """The paper stage (paper.pdf, written by the coder section by section, every number written by code) and the
 review stage (review.json); what the paper still gets wrong is kept in the idea's state."""
 
-from ..review import review_paper, write_review
-from ..state import PaperOutcome
-from ..writeup import PaperWriter, WriteupError
-from .base import IdeaRun
+from scientist.paper.review import review_paper, write_review
+from scientist.paper.writeup import PaperWriter, WriteupError
+from scientist.pipeline.base import IdeaRun
+from scientist.store.state import PaperOutcome
 
 
 class PaperStage:

@@ -1,10 +1,10 @@
 """The plot stage: the coder names the runs in plot.py, plot.py runs (with retries) in the sandbox, and the coder
 describes each figure in notes.txt, which the claim checker then reads."""
 
-from ..prompts import render
-from ..runner import PLOT_FILE, run_plot
-from .base import PLOT_TIMEOUT_S, IdeaRun
-from .runs import notes_contradictions
+from scientist.experiment.runner import PLOT_FILE, run_plot
+from scientist.llm.prompts import render
+from scientist.pipeline.base import PLOT_TIMEOUT_S, IdeaRun
+from scientist.pipeline.runs import notes_contradictions
 
 
 class PlotStage:

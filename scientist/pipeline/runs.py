@@ -12,14 +12,14 @@ import logging
 import re
 from pathlib import Path
 
-from ..claims import contradictions_by_file
-from ..files import atomic_write_text
-from ..folder import IdeaFolder
-from ..metrics import results_block
-from ..prompts import render
-from ..runner import FATAL_LINT_CODES, RunAttempts, lint
-from ..state import RunRecord
-from .base import IdeaRun
+from scientist.experiment.metrics import results_block
+from scientist.experiment.runner import FATAL_LINT_CODES, RunAttempts, lint
+from scientist.llm.prompts import render
+from scientist.paper.claims import contradictions_by_file
+from scientist.pipeline.base import IdeaRun
+from scientist.store.files import atomic_write_text
+from scientist.store.folder import IdeaFolder
+from scientist.store.state import RunRecord
 
 log = logging.getLogger(__name__)
 RUN_COMMAND = "python experiment.py --out_dir=run_i"

@@ -1,9 +1,9 @@
 """The template's own stages (its manifest's [[stages]]): template code, not the coder's, run in the sandbox for
 the baseline and each run that lacks the stage's output, with the runs named on the command line."""
 
-from ..manifest import Stage as StageSpec
-from ..runner import run_python
-from .base import PLOT_TIMEOUT_S, IdeaRun
+from scientist.experiment.manifest import Stage as StageSpec
+from scientist.experiment.runner import run_python
+from scientist.pipeline.base import PLOT_TIMEOUT_S, IdeaRun
 
 
 class TemplateStage:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scientist.baseline import ensure_baseline
-from scientist.llm import configure_offline_litellm
-from scientist.manifest import load_manifest
+from scientist.experiment.baseline import ensure_baseline
+from scientist.experiment.manifest import load_manifest
+from scientist.llm.client import configure_offline_litellm
 from tests.conftest import TEMPLATE_DIR
 from tests.scientist.literature_server import services  # noqa: F401 (a fixture: the local literature server)
 
@@ -75,6 +75,6 @@ def latex_tools():
 @pytest.fixture
 def scripted():
     """Install scripted replies for the model 'scripted/demo'; returns a function taking the replies."""
-    from scientist.scripted import register_scripted
+    from scientist.llm.scripted import register_scripted
 
     return register_scripted

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from scientist.baseline import FINGERPRINT_FILE, ensure_baseline, fingerprint, fingerprint_changes
-from scientist.folder import IdeaFolder
-from scientist.manifest import load_manifest
+from scientist.experiment.baseline import FINGERPRINT_FILE, ensure_baseline, fingerprint, fingerprint_changes
+from scientist.experiment.manifest import load_manifest
+from scientist.store.folder import IdeaFolder
 from tests.scientist.conftest import SAE_MANIFEST
 
 

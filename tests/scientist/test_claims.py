@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scientist import claims as claims_module
-from scientist import metrics
-from scientist.claims import ClaimsError, check_idea, main
-from scientist.manifest import MANIFEST_FILE
+from scientist.experiment import metrics
+from scientist.experiment.manifest import MANIFEST_FILE
+from scientist.paper import claims as claims_module
+from scientist.paper.claims import ClaimsError, check_idea, main
 from tests.conftest import TEMPLATE_DIR
 from tests.scientist.conftest import SAE_METRICS
 

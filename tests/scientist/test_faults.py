@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-import scientist.llm
-from scientist.cli import main
-from scientist.llm import RetrySettings
+import scientist.llm.client
+from scientist.launch.cli import main
+from scientist.llm.client import RetrySettings
 
 FENCE = "```"
 IDEAS = [{"Name": name, "Title": f"Idea {name}", "Experiment": "Change the SAE and measure it.",
@@ -19,7 +19,7 @@ ATTEMPTS = 3
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
     """The real retry code, without the real waits."""
-    monkeypatch.setattr(scientist.llm, "DEFAULT_RETRY",
+    monkeypatch.setattr(scientist.llm.client, "DEFAULT_RETRY",
                         RetrySettings(attempts=ATTEMPTS, initial_wait_s=0, max_wait_s=0, jitter_s=0))
 
 

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from scientist.generation import GenerationError, generate_ideas, read_archive, write_ideas
-from scientist.llm import Budget, Ledger
-from scientist.scripted import DEMO_MODEL
+from scientist.ideas.generation import GenerationError, generate_ideas, read_archive, write_ideas
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.scripted import DEMO_MODEL
 from tests.conftest import TEMPLATE_DIR
 
 SEEDS = json.loads((TEMPLATE_DIR / "seed_ideas.json").read_text())

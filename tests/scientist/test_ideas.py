@@ -6,7 +6,7 @@ import json
 import jsonschema
 import pytest
 
-from scientist.ideas import (
+from scientist.ideas.idea_files import (
     IDEAS_DIR,
     SCHEMA_PATH,
     IdeaError,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from scientist import latex
-from scientist.folder import IdeaFolder
-from tests.scientist.conftest import SAE_MANIFEST, SAE_METRICS
+from scientist.paper import generated, latex, latex_checks
+from scientist.store.folder import IdeaFolder
 from tests.conftest import TEMPLATE_DIR
+from tests.scientist.conftest import SAE_MANIFEST, SAE_METRICS
 
 needs_tex = pytest.mark.usefixtures("latex_tools")
 
@@ -88,9 +88,9 @@ def idea_dir(tmp_path) -> Path:
 def latex_dir(idea_dir) -> Path:
     """The template copied into the idea folder, with the generated table and figures and no references."""
     latex_dir = latex.copy_template(TEMPLATE_DIR / "latex", idea_dir)
-    latex.write_results_table(IdeaFolder(idea_dir).finished_runs(), SAE_METRICS, latex_dir)
-    latex.write_figures(idea_dir, SAE_MANIFEST, latex_dir)
-    latex.write_bibliography([], latex_dir)
+    generated.write_results_table(IdeaFolder(idea_dir).finished_runs(), SAE_METRICS, latex_dir)
+    generated.write_figures(idea_dir, SAE_MANIFEST, latex_dir)
+    generated.write_bibliography([], latex_dir)
     return latex_dir
 
 
@@ -141,8 +141,8 @@ def test_untouched_template_compiles_with_generated_table_figures_and_empty_bibl
     assert "Table 1: Key metrics" in text and "TopK activation with k=64" in text and "50%" in text
     assert "Figure 1: Core metrics per run" in text and "Figure 2: Training loss" in text
     assert "Figure 3" not in text and "References" not in text  # feature density has no plot; nothing is cited
-    assert latex.check_paper(latex_dir) == []
-    assert latex.chktex(latex_dir) == []
+    assert latex_checks.check_paper(latex_dir) == []
+    assert latex_checks.chktex(latex_dir) == []
 
 
 def test_copy_template_keeps_an_existing_copy(idea_dir, latex_dir):
@@ -165,7 +165,7 @@ def test_table_numbers_equal_final_info_and_best_value_is_bold(latex_dir):
         for row in rows:
             expected = CORE_MEANS[int(row[0])][names[heading]]
             if expected is None:
-                assert row[column] == latex.MISSING_VALUE
+                assert row[column] == generated.MISSING_VALUE
                 continue
             number, bold = parse_number(row[column])
             assert number == float(f"{expected:.4g}"), (heading, row[0])
@@ -185,7 +185,7 @@ def test_table_escapes_descriptions_and_formats_numbers(latex_dir):
     assert rows[0][3] == r"1.825\texttimes 10\textsuperscript{5}"
     assert rows[2][6] == r"3.050\texttimes 10\textsuperscript{\textminus 5}"
     assert rows[1][2] == "0.9370" and rows[1][5] == "32"  # trailing zeros kept; whole numbers exact
-    assert latex.format_table_number(-0.0123456) == r"\textminus 0.01235"
+    assert generated.format_table_number(-0.0123456) == r"\textminus 0.01235"
 
 
 def test_figures_are_copied_with_fixed_captions_and_missing_plots_left_out(latex_dir):
@@ -201,7 +201,7 @@ def test_figures_are_copied_with_fixed_captions_and_missing_plots_left_out(latex
 # --- the bibliography ---
 
 def test_bibliography_keys_are_stable_deduplicated_and_escaped(tmp_path):
-    titles = latex.write_bibliography(PAPERS, tmp_path)
+    titles = generated.write_bibliography(PAPERS, tmp_path)
     assert titles == {
         "bricken2023towards": PAPERS[0]["title"],
         "bricken2023towardsb": PAPERS[1]["title"],  # same name, year and first word
@@ -216,7 +216,7 @@ def test_bibliography_keys_are_stable_deduplicated_and_escaped(tmp_path):
             in bib)
     assert "author = {José Núñez}" in bib and "journal = {ICLR}" in bib
     assert "not a url" not in bib and "url = {https://example.org/a_b?c=1#d}" in bib
-    assert latex.write_bibliography(PAPERS, tmp_path) == titles  # the same records give the same keys
+    assert generated.write_bibliography(PAPERS, tmp_path) == titles  # the same records give the same keys
 
 
 def test_escape_latex_keeps_text_pdflatex_can_set():
@@ -226,7 +226,7 @@ def test_escape_latex_keeps_text_pdflatex_can_set():
 
 @needs_tex
 def test_cited_reference_compiles_and_its_title_is_in_the_pdf(latex_dir):
-    keys = list(latex.write_bibliography(PAPERS, latex_dir))
+    keys = list(generated.write_bibliography(PAPERS, latex_dir))
     append(latex_dir, "introduction", f"Dictionary learning finds features \\citep{{{keys[0]}}}; "
                                       f"see also \\citet{{{keys[3]}}}.\n")
     result = latex.compile_pdf(latex_dir)
@@ -279,8 +279,8 @@ def test_a_build_that_never_ends_is_stopped(latex_dir):
 # --- checks ---
 
 def test_check_paper_finds_missing_cites_figures_labels_and_duplicates(latex_dir):
-    latex.write_bibliography(PAPERS[:1], latex_dir)
-    assert latex.check_paper(latex_dir) == []
+    generated.write_bibliography(PAPERS[:1], latex_dir)
+    assert latex_checks.check_paper(latex_dir) == []
     intro = append(latex_dir, "introduction", "Known \\citep{bricken2023towards}, unknown "
                                               "\\citep[p.~2]{bricken2023towards, ghost2021}.\n"
                                               "% Commented out: \\cite{commented2020}\n")
@@ -290,7 +290,7 @@ def test_check_paper_finds_missing_cites_figures_labels_and_duplicates(latex_dir
     end = append(latex_dir, "conclusion", "\\section{Method}\n\\label{sec:method}\n\\end{document}\n")
     figure_line = (latex_dir / latex.FIGURES_FILE).read_text().splitlines().index(
         r"  \includegraphics[width=0.85\linewidth]{figures/training_curves.png}") + 1
-    assert sorted(map(str, latex.check_paper(latex_dir))) == sorted([
+    assert sorted(map(str, latex_checks.check_paper(latex_dir))) == sorted([
         f"sections/introduction.tex:{intro}: \\cite key 'ghost2021' is not in references.bib",
         f"sections/results.tex:{results}: \\includegraphics file 'figures/absent.png' does not exist",
         f"sections/results.tex:{results + 1}: duplicate figure file 'figures/training_curves' "
@@ -305,7 +305,7 @@ def test_check_paper_finds_missing_cites_figures_labels_and_duplicates(latex_dir
 @needs_tex
 def test_chktex_reports_real_warnings_and_drops_style_noise(latex_dir):
     line = append(latex_dir, "method", 'We call this "dense", e.g. f(x) in Section~\\ref{sec:results}.\n')
-    problems = latex.chktex(latex_dir)
+    problems = latex_checks.chktex(latex_dir)
     assert problems and all(p.file == "sections/method.tex" and p.line == line for p in problems)
     assert {p.message for p in problems} == {"chktex warning 18: Use either `` or '' as an alternative to `\"'."}
 
@@ -346,10 +346,10 @@ def test_what_template_stages_wrote_for_the_paper_appears_in_its_appendix(idea_d
     (idea_dir / "run_3" / "dashboard").mkdir()  # a failed run: not in the paper even with a fragment
     (idea_dir / "run_3" / "dashboard" / "appendix.tex").write_text("FAILED RUN")
 
-    labels = latex.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir)
+    labels = generated.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir)
 
     assert labels == ["sec:feature_dashboards", "fig:dashboard_run_1"]
-    appendix = (latex_dir / latex.APPENDIX_FILE).read_text()
+    appendix = (latex_dir / generated.APPENDIX_FILE).read_text()
     assert r"the cat \textbf{sat} on the mat" in appendix and "FAILED RUN" not in appendix
     result = latex.compile_pdf(latex_dir)
     assert result.ok, result.problems
@@ -358,6 +358,6 @@ def test_what_template_stages_wrote_for_the_paper_appears_in_its_appendix(idea_d
 
 
 def test_without_stage_output_the_appendix_is_empty_and_the_paper_compiles(idea_dir, latex_dir):
-    assert latex.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir) == []
+    assert generated.write_appendix(IdeaFolder(idea_dir).finished_runs(), SAE_MANIFEST, idea_dir, latex_dir) == []
     result = latex.compile_pdf(latex_dir)
     assert result.ok and "Feature dashboards" not in pdf_text(result.pdf)

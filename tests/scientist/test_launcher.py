@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from scientist.folder import IdeaFolder
-from scientist.launch_config import LaunchConfig
-from scientist.cli import build_parser, main
+from scientist.launch.cli import build_parser, main
+from scientist.launch.config import LaunchConfig
 from scientist.pipeline import DONE_COMMIT
+from scientist.store.folder import IdeaFolder
 from tests.conftest import REPO
 
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
@@ -236,7 +236,8 @@ def test_resume_checks_what_a_launch_checks_and_says_it_the_same_way(problem, te
         blocked.write_text("")
         results = blocked / "results"
     else:
-        monkeypatch.setattr("scientist.preflight.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+        monkeypatch.setattr("scientist.launch.preflight.shutil.disk_usage",
+                            lambda path: shutil._ntuple_diskusage(1, 1, 0))
     base = ["--model", "scripted/demo", "--no-writeup", "--skip-idea-generation", "--templates-dir",
             str(templates_dir)]
     assert main([*base, "--results-dir", str(results)]) == 2

@@ -1,4 +1,4 @@
-"""Tests of scientist/llm.py, offline: replies come from a scripted litellm CustomLLM, never from an API."""
+"""Tests of scientist/llm/, offline: replies come from a scripted litellm CustomLLM, never from an API."""
 
 import json
 import os
@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scientist.llm import (
-    Budget,
-    BudgetExceeded,
-    Ledger,
-    LedgerError,
+from scientist.llm.client import (
     LLMUnavailable,
     MissingApiKey,
     RetrySettings,
@@ -19,6 +15,7 @@ from scientist.llm import (
     require_api_key,
     retry_rule_for,
 )
+from scientist.llm.ledger import Budget, BudgetExceeded, Ledger, LedgerError
 
 configure_offline_litellm()  # before litellm is imported, as the tool does
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from scientist.cli import main
+from scientist.launch.cli import main
 
 FENCE = "```"
 IDEA = {"Name": "probe_idea", "Title": "A probe idea", "Experiment": "Change the SAE and measure it.",

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from scientist import metrics
-from scientist.metrics import MetricChange, summary_line
+from scientist.experiment import metrics
+from scientist.experiment.metrics import MetricChange, summary_line
 from tests.scientist.conftest import SAE_METRICS
 
 # The SAE template's registry (its template.toml) is the one these tests judge by.

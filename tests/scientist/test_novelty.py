@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from scientist.literature import LiteratureError, OpenAlex, Paper, SemanticScholar, make_client
-from scientist.llm import Budget, BudgetExceeded, Ledger
-from scientist.novelty import check_novelty, parse_reply
+from scientist.ideas.literature import LiteratureError, OpenAlex, Paper, SemanticScholar, make_client
+from scientist.ideas.novelty import check_novelty, parse_reply
+from scientist.llm.ledger import Budget, BudgetExceeded, Ledger
 from tests.scientist.literature_server import LONG_ABSTRACT
 
 MODEL = "scripted/demo"

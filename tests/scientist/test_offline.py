@@ -6,7 +6,7 @@ import os
 import socket
 import traceback
 
-from scientist.runner import USER_HOME_VARIABLE
+from scientist.experiment.runner import USER_HOME_VARIABLE
 from tests.scientist.test_loop import FENCE, MAIN_START, PLOT_LABELS, edit, idea_folder, launch
 
 NETWORK_LIBRARIES = ("/socket.py", "/urllib3/", "/requests/", "/httpx/", "/httpcore/", "/aiohttp/")

@@ -12,10 +12,10 @@ from urllib.parse import unquote
 
 import pytest
 
-from scientist.llm import Ledger
-from scientist.metrics import format_number
-from scientist.manifest import MANIFEST_FILE
-from scientist.report import ReportError, main, write_report
+from scientist.experiment.manifest import MANIFEST_FILE
+from scientist.experiment.metrics import format_number
+from scientist.llm.ledger import Ledger
+from scientist.paper.report import ReportError, main, write_report
 from tests.conftest import REPO, TEMPLATE_DIR
 from tests.scientist.conftest import SAE_METRICS, require_tools
 
@@ -244,7 +244,7 @@ def test_the_page_renders_to_a_real_screenshot(page, tmp_path):
 
 def test_the_command_line_writes_the_page_and_prints_its_path(tmp_path):
     results = build_results(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "scientist.report", str(results)], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "scientist.paper.report", str(results)], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(results / "index.html")

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from scientist.llm import Budget, BudgetExceeded, Ledger
-from scientist.prompts import render
-from scientist.review import SCHEMA_PATH, ReviewError, form_error, pdf_text, review_paper, write_review
+from scientist.llm.ledger import Budget, BudgetExceeded, Ledger
+from scientist.llm.prompts import render
+from scientist.paper.review import SCHEMA_PATH, ReviewError, form_error, pdf_text, review_paper, write_review
 from tests.scientist.conftest import require_tools
 
 MODEL = "scripted/demo"

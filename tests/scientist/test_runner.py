@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scientist import runner
-from scientist.progress import last_progress_line
-from scientist.runner import lint, scrubbed_environment
+from scientist.experiment import runner
+from scientist.experiment.runner import lint, scrubbed_environment
+from scientist.launch.progress import last_progress_line
 from tests.scientist.conftest import SAE_MANIFEST
 
 
@@ -34,7 +34,7 @@ def test_lint_gate_reports_fatal_errors_only(tmp_path):
 
 
 def test_runs_get_the_users_home_not_aiders(monkeypatch, tmp_path):
-    from scientist.coder import prepare_aider_home
+    from scientist.llm.coder import prepare_aider_home
 
     monkeypatch.setenv("HOME", "/home/researcher")
     monkeypatch.delenv("SCIENTIST_USER_HOME", raising=False)
@@ -59,7 +59,8 @@ def test_a_long_run_reports_its_latest_progress_line(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
     (tmp_path / "job.py").write_text(PROGRESS_SCRIPT)
     seen = []
-    result = runner.run_python(SAE_MANIFEST, Path(sys.executable), ["job.py"], tmp_path, 30, "job", on_heartbeat=seen.append)
+    result = runner.run_python(SAE_MANIFEST, Path(sys.executable), ["job.py"], tmp_path, 30, "job",
+                               on_heartbeat=seen.append)
     assert result.ok and not result.timed_out
     assert seen and all(line.startswith("Training CustomSAE: ") for line in seen)
     assert "#" not in seen[-1] and "/10" in seen[-1]

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from scientist.sandbox import SandboxPolicy, SandboxReport, bubblewrap_available, clean_environment, main, run_sandboxed
-from tests.scientist.conftest import require_tools
+from scientist.experiment.sandbox import (
+    SandboxPolicy,
+    SandboxReport,
+    bubblewrap_available,
+    clean_environment,
+    main,
+    run_sandboxed,
+)
 from tests.conftest import REPO
+from tests.scientist.conftest import require_tools
 
 needs_bubblewrap = pytest.mark.usefixtures("bubblewrap")
 
@@ -164,7 +171,7 @@ def test_a_readable_path_under_tmp_stays_visible_but_read_only(place):
 def test_editing_the_orchestrator_fails(place):
     orchestrator = place / "orchestrator" / "runner.py"
     orchestrator.parent.mkdir()
-    shutil.copy(REPO / "scientist" / "runner.py", orchestrator)
+    shutil.copy(REPO / "scientist" / "experiment" / "runner.py", orchestrator)
     before = orchestrator.read_bytes()
     outcome = run(place, WRITE_SCRIPT, str(orchestrator))
     assert outcome.report.exit_code == 3, outcome.stderr
@@ -285,7 +292,7 @@ def test_limits_only_fallback_scrubs_limits_and_warns(place, monkeypatch):
 ])
 def test_cli_prints_the_report_and_exits_with_the_command_code(place, code, timeout, exit_code):
     result = subprocess.run(
-        [sys.executable, "-m", "scientist.sandbox", "--dir", str(place / "idea"), "--timeout", timeout,
+        [sys.executable, "-m", "scientist.experiment.sandbox", "--dir", str(place / "idea"), "--timeout", timeout,
          "--memory-mb", "512", "--", sys.executable, "-c", code],
         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == exit_code, result.stderr

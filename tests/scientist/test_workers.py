@@ -72,7 +72,7 @@ def test_each_worker_gets_a_gpu_of_its_own(templates_dir, tmp_path):
     (["--executor", "ray", "--gpus", "0"], "with --executor ray, Ray gives each idea a GPU"),
 ])
 def test_worker_flags_that_cannot_work_are_refused_before_anything_is_made(flags, expected, tmp_path):
-    from scientist.cli import main
+    from scientist.launch.cli import main
 
     assert main(["--model", "demo", "--results-dir", str(tmp_path / "results"), *flags]) == 2
     assert not (tmp_path / "results").exists()

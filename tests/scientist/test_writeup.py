@@ -7,13 +7,13 @@ import subprocess
 
 import pytest
 
-from scientist.folder import IdeaFolder
-from scientist.latex import SECTIONS
-from scientist.llm import Budget, Ledger
-from scientist import metrics
-from scientist.manifest import load_manifest
-from scientist.scripted import DEMO_MODEL
-from scientist.writeup import FIX_ATTEMPTS, PaperWriter
+from scientist.experiment import metrics
+from scientist.experiment.manifest import load_manifest
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.scripted import DEMO_MODEL
+from scientist.paper.latex import SECTIONS
+from scientist.paper.writeup import FIX_ATTEMPTS, PaperWriter
+from scientist.store.folder import IdeaFolder
 
 pytestmark = pytest.mark.usefixtures("latex_tools")
 FENCE = "```"

@@ -5,17 +5,18 @@ import logging
 import sys
 from pathlib import Path
 
-from .baseline import BaselineError
-from .folder import FolderError
-from .generation import GenerationError
-from .ideas import IdeaError, load_idea_files, skeleton
-from .journal import JournalError
-from .literature import ENGINES
-from .llm import LedgerError, MissingApiKey, configure_offline_litellm
-from .manifest import ManifestError
-from .preflight import LaunchError
+from scientist import REPO
+from scientist.experiment.baseline import BaselineError
+from scientist.experiment.manifest import ManifestError
+from scientist.ideas.generation import GenerationError
+from scientist.ideas.idea_files import IdeaError, load_idea_files, skeleton
+from scientist.ideas.literature import ENGINES
+from scientist.launch.preflight import LaunchError
+from scientist.llm.client import MissingApiKey, configure_offline_litellm
+from scientist.llm.ledger import LedgerError
+from scientist.store.folder import FolderError
+from scientist.store.journal import JournalError
 
-REPO = Path(__file__).resolve().parent.parent
 # The template a launch runs when --experiment is not given.
 DEFAULT_EXPERIMENT = "sae_variants"
 LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from .launcher import launch, resume
+    from scientist.launch.launcher import launch, resume
 
     check_worker_flags(args)
     if args.new_idea:

@@ -1,5 +1,5 @@
 """The LLM coder: aider as a library, in diff (SEARCH/REPLACE) format. Each completion aider asks for goes through
-scientist.llm.call_llm, so it is retried, budgeted, recorded in the ledger with its reply, and replayed from
+scientist.llm.client.call_llm, so it is retried, budgeted, recorded in the ledger with its reply, and replayed from
 there when a resumed idea asks it again; aider's own parsing and edit code then apply the reply as usual.
 
 aider is set up to make no network call of its own: litellm reads its local cost map, and aider's model-info
@@ -13,8 +13,9 @@ from pathlib import Path
 import litellm
 from aider.models import Model, model_info_manager, request_timeout
 
-from .llm import Budget, BudgetExceeded, Ledger, LLMUnavailable, call_llm
-from .runner import USER_HOME_VARIABLE
+from scientist.experiment.runner import USER_HOME_VARIABLE
+from scientist.llm.client import LLMUnavailable, call_llm
+from scientist.llm.ledger import Budget, BudgetExceeded, Ledger
 
 
 def prepare_aider_home(home: Path):

@@ -1,10 +1,11 @@
 """A static HTML page over the ideas of one experiment: status, key metrics against the baseline, plots, files.
 
-    python -m scientist.report results/<experiment>      writes results/<experiment>/index.html
+    python -m scientist.paper.report results/<experiment>      writes results/<experiment>/index.html
 
 An idea folder is a subfolder with a state.json. The page has no scripts and loads nothing from outside, and
 every link and image is relative, so it works opened from disk (file://) and in a copy of the results folder.
-Anything an idea has not produced yet shows as "not yet". Verdicts come from scientist.metrics, never from prose.
+Anything an idea has not produced yet shows as "not yet". Verdicts come from scientist.experiment.metrics, never
+from prose.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from .files import atomic_write_text
-from .folder import LEDGER_FILE, NOTES_FILE, STATE_FILE, final_info_path, is_idea_folder, run_numbers
-from .llm import Ledger, LedgerError
-from .manifest import Manifest, ManifestError, Metric, manifest_of
-from .metrics import MetricChange, compare, format_number
-from .review import REVIEW_FILE
-from .state import IdeaState
+from scientist.experiment.manifest import Manifest, ManifestError, Metric, manifest_of
+from scientist.experiment.metrics import MetricChange, compare, format_number
+from scientist.llm.ledger import Ledger, LedgerError
+from scientist.paper.review import REVIEW_FILE
+from scientist.store.files import atomic_write_text
+from scientist.store.folder import LEDGER_FILE, NOTES_FILE, STATE_FILE, final_info_path, is_idea_folder, run_numbers
+from scientist.store.state import IdeaState
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scientist.report",
+    parser = argparse.ArgumentParser(prog="python -m scientist.paper.report",
                                      description="Write index.html over the ideas of one experiment's results.")
     parser.add_argument("experiment_results", type=Path, help="the experiment's results folder, "
                         "results/<experiment>")
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                               "give an experiment's results folder, e.g. results/<experiment>")
         path = write_report(args.experiment_results)
     except ReportError as err:
-        print(f"python -m scientist.report: {err}", file=sys.stderr)
+        print(f"python -m scientist.paper.report: {err}", file=sys.stderr)
         return 2
     print(path)
     return 0

@@ -4,7 +4,7 @@ the idea folder, a pid namespace), cgroups and rlimits for resources, and an env
 Where bubblewrap cannot run (or SCIENTIST_SANDBOX=limits-only) the run keeps its limits and clean environment, and
 its report says what it lacked. Linux only.
 
-    python -m scientist.sandbox --dir DIR --timeout S [--memory-mb N] ... -- CMD...
+    python -m scientist.experiment.sandbox --dir DIR --timeout S [--memory-mb N] ... -- CMD...
 
 prints the report as JSON on stdout (the command's own output goes to stderr) and exits with the command's code.
 """
@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from scientist.experiment.cgroup import RunCgroup
 
 MODE_VARIABLE = "SCIENTIST_SANDBOX"
 LIMITS_ONLY = "limits-only"
@@ -54,7 +55,6 @@ STDERR_MARKERS = (
 )
 SIGNAL_LIMITS = {signal.SIGXFSZ: "file_size", signal.SIGXCPU: "cpu_time"}
 STDERR_TAIL_BYTES = 4096
-KILL_ROUNDS = 40  # of 50 ms each: a process-limited cgroup is emptied in a few
 
 
 @dataclass(frozen=True)
@@ -160,102 +160,7 @@ def _bubblewrap_command(cmd: list[str], policy: SandboxPolicy) -> list[str]:
             "--", *cmd]
 
 
-@dataclass(frozen=True)
-class _Controller:
-    """A cgroup controller's limit file, and the file and key counting how often the limit was enforced."""
-    limit_file: str
-    events_file: str
-    event: str
-
-
-CONTROLLERS = {  # (controller, cgroup version) -> its files
-    ("pids", 1): _Controller("pids.max", "pids.events", "max"),
-    ("pids", 2): _Controller("pids.max", "pids.events", "max"),
-    ("memory", 1): _Controller("memory.limit_in_bytes", "memory.oom_control", "oom_kill"),
-    ("memory", 2): _Controller("memory.max", "memory.events", "oom_kill"),
-}
-LIMIT_NAMES = {"pids": "processes", "memory": "memory"}
-
-
-def _cgroup_parents(root: Path = Path("/sys/fs/cgroup")) -> dict[str, tuple[Path, int]]:
-    """This process's own cgroup and its version, per controller we use. A run's cgroup nests in it, so whatever
-    limits the orchestrator itself has still hold for the run."""
-    parents = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controllers:  # v1: a hierarchy per controller, mounted under its name
-            for name in {"pids", "memory"} & set(controllers.split(",")):
-                parents[name] = (root / controllers / path.lstrip("/"), 1)
-        elif (root / "cgroup.controllers").exists():  # pure v2: a child only gets the controllers enabled here
-            own = root / path.lstrip("/")
-            for name in {"pids", "memory"} & set((own / "cgroup.subtree_control").read_text().split()):
-                parents.setdefault(name, (own, 2))
-    return parents
-
-
-class _RunCgroup:
-    """A cgroup made for one run in each hierarchy that has a controller we use (one directory on v2). The pids one
-    is made even without a process limit: it is how every process of the run is found and killed."""
-
-    def __init__(self, limits: dict[str, int | None]):
-        self.name = f"scientist-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.controllers: dict[str, tuple[Path, _Controller]] = {}
-        self.created: list[Path] = []
-        parents = _cgroup_parents()
-        for controller, limit in limits.items():
-            if controller in parents:
-                self._add(controller, *parents[controller], limit)
-
-    def _add(self, controller: str, parent: Path, version: int, limit: int | None) -> None:
-        files = CONTROLLERS[controller, version]
-        directory = parent / self.name
-        try:
-            if not directory.exists():
-                directory.mkdir()
-                self.created.append(directory)
-            if limit is not None:
-                (directory / files.limit_file).write_text(str(limit))
-        except OSError:
-            return  # not ours to change (no root, or not delegated): the limit falls back to an rlimit
-        self.controllers[controller] = (directory, files)
-
-    def procs_files(self) -> list[str]:
-        return sorted({str(directory / "cgroup.procs") for directory, _ in self.controllers.values()})
-
-    def pids(self) -> set[int]:
-        return {int(pid) for directory in self.created for pid in (directory / "cgroup.procs").read_text().split()}
-
-    def limits_hit(self) -> list[str]:
-        return [LIMIT_NAMES[controller] for controller, (directory, files) in self.controllers.items()
-                if _counter(directory / files.events_file, files.event) > 0]
-
-    def close(self) -> list[int]:
-        """Kill whatever the run left behind (daemons that left its process group), then remove the cgroup.
-        Returns the pids that would not die (the cgroup then stays)."""
-        for _ in range(KILL_ROUNDS):
-            left = self.pids()
-            if not left:
-                break
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
-        left = self.pids()
-        if not left:
-            for directory in self.created:
-                directory.rmdir()
-        return sorted(left)
-
-
-def _counter(path: Path, key: str) -> int:
-    """The value of `key` in a cgroup file of 'key value' lines (0 where the kernel does not have it)."""
-    if not path.exists():
-        return 0
-    values = dict(line.split() for line in path.read_text().splitlines() if len(line.split()) == 2)
-    return int(values.get(key, 0))
-
-
-def _rlimits(policy: SandboxPolicy, cgroup: _RunCgroup) -> list[tuple[int, int, int]]:
+def _rlimits(policy: SandboxPolicy, cgroup: RunCgroup) -> list[tuple[int, int, int]]:
     """(resource, soft, hard) for a run. Memory and process count are rlimits only where their cgroup is missing:
     RLIMIT_AS counts address space, not memory (CUDA reserves far more than it uses), and RLIMIT_NPROC counts every
     process of the user, and none of root's."""
@@ -302,7 +207,7 @@ def _isolation() -> tuple[str, str | None]:
                          "write the whole file system, use the network and signal other processes")
 
 
-def _missing_cgroups(policy: SandboxPolicy, cgroup: _RunCgroup, isolation: str) -> list[str]:
+def _missing_cgroups(policy: SandboxPolicy, cgroup: RunCgroup, isolation: str) -> list[str]:
     notes = []
     if policy.memory_bytes and "memory" not in cgroup.controllers:
         notes.append("no memory cgroup: memory was capped by RLIMIT_AS (address space, not memory used)")
@@ -344,7 +249,7 @@ def _tail(stream: IO | int | None) -> str:
         return file.read().decode(errors="replace")
 
 
-def _limits_hit(exit_code: int, timed_out: bool, cgroup: _RunCgroup, stderr_tail: str) -> tuple[str, ...]:
+def _limits_hit(exit_code: int, timed_out: bool, cgroup: RunCgroup, stderr_tail: str) -> tuple[str, ...]:
     hit = ["timeout"] if timed_out else []
     hit += cgroup.limits_hit()
     if not timed_out and exit_code > 128 and exit_code - 128 in SIGNAL_LIMITS:
@@ -364,7 +269,7 @@ def run_sandboxed(cmd: list[str], policy: SandboxPolicy, timeout_s: float, stdou
     notes = [warning] if warning else []
     full_cmd = _bubblewrap_command(cmd, policy) if isolation == "bubblewrap" else list(cmd)
     started = time.monotonic()
-    cgroup = _RunCgroup({"pids": policy.max_processes, "memory": policy.memory_bytes})
+    cgroup = RunCgroup({"pids": policy.max_processes, "memory": policy.memory_bytes})
     try:
         notes += _missing_cgroups(policy, cgroup, isolation)
         process = subprocess.Popen(full_cmd, cwd=policy.workdir, stdout=stdout, stderr=stderr,
@@ -403,7 +308,7 @@ def _limit(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m scientist.sandbox", usage="%(prog)s --dir DIR --timeout S [options] -- CMD...",
+        prog="python -m scientist.experiment.sandbox", usage="%(prog)s --dir DIR --timeout S [options] -- CMD...",
         description="Run CMD in DIR in the run sandbox. Prints a JSON report on stdout (CMD's output goes to "
                     "stderr) and exits with CMD's exit code (124 on timeout). A limit of 0 means none.")
     parser.add_argument("--dir", type=Path, required=True, help="the folder CMD runs in and may write")

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 import tenacity
 
-from .files import atomic_write_text
+from scientist.store.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import jsonschema
 
-IDEAS_DIR = Path(__file__).resolve().parent.parent / "ideas"
+from scientist import REPO
+
+IDEAS_DIR = REPO / "ideas"
 SCHEMA_PATH = IDEAS_DIR / "schema.json"
 PLACEHOLDER = "FILL IN"
 # Titles this similar (after normalising case and punctuation) count as the same idea. At 0.9, "Sweeping k in a

@@ -14,14 +14,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import contradictions_by_file
-from .coder import Coder
-from .folder import IdeaFolder
-from .latex import (SECTIONS, LatexProblem, PassedChecks, check_paper, chktex, compile_pdf, copy_template,
-                    write_appendix, write_bibliography, write_figures, write_results_table)
-from .llm import Budget, Ledger
-from .manifest import Manifest
-from .prompts import PROMPTS_DIR, render
+from scientist.experiment.manifest import Manifest
+from scientist.llm.coder import Coder
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.prompts import PROMPTS_DIR, render
+from scientist.paper.claims import contradictions_by_file
+from scientist.paper.generated import write_appendix, write_bibliography, write_figures, write_results_table
+from scientist.paper.latex import SECTIONS, LatexProblem, PassedChecks, compile_pdf, copy_template
+from scientist.paper.latex_checks import check_paper, chktex
+from scientist.store.folder import IdeaFolder
 
 log = logging.getLogger(__name__)
 LATEX_TEMPLATE = "latex"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import jsonschema
 
-from .folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_final_info, run_dir
-from .journal import Journal
-from .manifest import Manifest
-from .progress import last_progress_line
-from .sandbox import SandboxPolicy, clean_environment, run_sandboxed
+from scientist.experiment.manifest import Manifest
+from scientist.experiment.sandbox import SandboxPolicy, clean_environment, run_sandboxed
+from scientist.launch.progress import last_progress_line
+from scientist.store.folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_final_info, run_dir
+from scientist.store.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def run_python(manifest: Manifest, python: Path, args: list[str], cwd: Path, tim
     logs.mkdir(exist_ok=True)
     stderr_path = logs / f"{log_name}.stderr"
     env = scrubbed_environment(manifest, environ)
-    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(manifest, env), settings_prefix=manifest.settings_prefix)
+    policy = SandboxPolicy(workdir=cwd, writable=writable_caches(manifest, env),
+                           settings_prefix=manifest.settings_prefix)
     poll = (lambda: on_heartbeat(last_progress_line(_tail(stderr_path)))) if on_heartbeat else None
     with open(logs / f"{log_name}.stdout", "w") as out, open(stderr_path, "w") as err:
         report = run_sandboxed([str(python), *args], policy, timeout_s, out, err, env, poll_s=HEARTBEAT_S,

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TextIO
 
-from .llm import Ledger
+from scientist.llm.ledger import Ledger
 
 # The stages that belong to one run; the others (plotting, describing plots, done) belong to the whole idea.
 RUN_STAGES = ("coding", "running")

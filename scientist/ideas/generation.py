@@ -13,10 +13,11 @@ import logging
 from datetime import date
 from pathlib import Path
 
-from .files import atomic_write_text
-from .ideas import IdeaError, deduplicate, extract_json, validate_idea
-from .llm import Budget, Ledger, complete
-from .prompts import render
+from scientist.ideas.idea_files import IdeaError, deduplicate, extract_json, validate_idea
+from scientist.llm.client import complete
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.prompts import render
+from scientist.store.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 IDEAS_FILE = "ideas.json"

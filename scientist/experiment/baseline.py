@@ -5,7 +5,7 @@ untrained SAE), and rebuilt when the code or the settings that produced it have 
 another preset, another token count or older harness code would make every comparison unfair. What produced a
 run_0 is recorded beside it in `baseline_fingerprint.json`.
 
-`python -m scientist.baseline [TEMPLATE_DIR]` builds or checks it alone (`make baseline`).
+`python -m scientist.experiment.baseline [TEMPLATE_DIR]` builds or checks it alone (`make baseline`).
 """
 
 import hashlib
@@ -17,10 +17,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .files import atomic_write_text
-from .folder import final_info_path, read_final_info, run_dir
-from .manifest import Manifest, ManifestError, load_manifest
-from .runner import run_experiment
+from scientist.experiment.manifest import Manifest, ManifestError, load_manifest
+from scientist.experiment.runner import run_experiment
+from scientist.store.files import atomic_write_text
+from scientist.store.folder import final_info_path, read_final_info, run_dir
 
 log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "baseline_fingerprint.json"
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m scientist.baseline TEMPLATE_DIR", file=sys.stderr)
+        print("usage: python -m scientist.experiment.baseline TEMPLATE_DIR", file=sys.stderr)
         return 2
     try:
         manifest = load_manifest(Path(argv[0]))
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "`make setup`.")
         run_0 = ensure_baseline(manifest, timeout_s=manifest.timeout_s)
     except (BaselineError, ManifestError) as err:
-        print(f"scientist.baseline: {err}", file=sys.stderr)
+        print(f"scientist.experiment.baseline: {err}", file=sys.stderr)
         return 2
     print(f"Baseline: {run_0}")
     return 0

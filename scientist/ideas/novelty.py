@@ -12,11 +12,12 @@ import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from .literature import LiteratureClient, LiteratureError, Paper
-from .llm import Budget, Ledger, complete
-from .prompts import render
+from scientist.ideas.literature import LiteratureClient, LiteratureError, Paper
+from scientist.llm.client import complete
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.prompts import render
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class NoveltyResult:
     """Every paper shown to the model, once each, as Paper.to_json()."""
     reason: str = ""
     """The model's reason for its decision, or what kept it from deciding."""
-    checked_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -11,7 +11,7 @@ import json
 import threading
 from pathlib import Path
 
-from .files import atomic_write_text
+from scientist.store.files import atomic_write_text
 
 
 class JournalError(Exception):

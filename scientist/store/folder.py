@@ -19,9 +19,9 @@ from pathlib import Path
 
 import git
 
-from .files import atomic_write_text
-from .manifest import load_manifest
-from .state import IdeaState
+from scientist.experiment.manifest import load_manifest
+from scientist.store.files import atomic_write_text
+from scientist.store.state import IdeaState
 
 # What is not copied from the template: environments, caches, and runs other than the baseline.
 TEMPLATE_IGNORE = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache", "*.png")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .manifest import SCORED_DIRECTIONS, Direction, Metric, MetricRegistry
+from scientist.experiment.manifest import SCORED_DIRECTIONS, Direction, Metric, MetricRegistry
 
 Verdict = Literal["better", "worse", "same", "n/a", "-"]
 

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .generation import GenerationError, template_prompt
-from .ideas import IdeaError, load_idea_files
-from .launch_config import LaunchConfig
-from .llm import MissingApiKey, require_api_key
-from .manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
-from .runner import EXPERIMENT_FILE, PLOT_FILE, scrubbed_environment, writable_caches
-from .sandbox import OFFLINE
+from scientist.experiment.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
+from scientist.experiment.runner import EXPERIMENT_FILE, PLOT_FILE, scrubbed_environment, writable_caches
+from scientist.experiment.sandbox import OFFLINE
+from scientist.ideas.generation import GenerationError, template_prompt
+from scientist.ideas.idea_files import IdeaError, load_idea_files
+from scientist.launch.config import LaunchConfig
+from scientist.llm.client import MissingApiKey, require_api_key
 
-# Beyond the LaTeX tools that scientist.latex checks: the reviewers read the PDF as text.
+# Beyond the LaTeX tools that scientist.paper.latex checks: the reviewers read the PDF as text.
 WRITEUP_TOOLS = ("pdftotext",)
 SEED_IDEAS = "seed_ideas.json"
 LATEX_TEMPLATE = "latex"
@@ -143,7 +143,7 @@ def check_cache_disk(manifest: Manifest):
 
 
 def check_writeup_tools(manifest: Manifest):
-    from .latex import tools_missing
+    from scientist.paper.latex import tools_missing
 
     missing = tools_missing() + [tool for tool in WRITEUP_TOOLS if not shutil.which(tool)]
     if missing:

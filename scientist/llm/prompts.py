@@ -1,9 +1,10 @@
 """Prompt texts live in prompts/, one file a prompt; this module only fills them in."""
 
 import string
-from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+from scientist import REPO
+
+PROMPTS_DIR = REPO / "prompts"
 
 
 def render(name: str, **values) -> str:

@@ -9,13 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from .baseline import ensure_baseline
-from .cli import LITERATURE_URL_VARIABLE
-from .folder import LAUNCH_FILE, STATE_FILE, FolderError, IdeaFolder
-from .launch_config import LaunchConfig
-from .llm import BUDGET_FLAG, Budget, BudgetExceeded, Ledger
-from .manifest import Manifest
-from .preflight import IdeaRequest, LaunchError, preflight
+from scientist.experiment.baseline import ensure_baseline
+from scientist.experiment.manifest import Manifest
+from scientist.launch.cli import LITERATURE_URL_VARIABLE
+from scientist.launch.config import LaunchConfig
+from scientist.launch.preflight import IdeaRequest, LaunchError, preflight
+from scientist.llm.ledger import BUDGET_FLAG, Budget, BudgetExceeded, Ledger
+from scientist.store.folder import LAUNCH_FILE, STATE_FILE, FolderError, IdeaFolder
 
 log = logging.getLogger("scientist")
 
@@ -49,8 +49,8 @@ def launch(args: argparse.Namespace) -> int:
 
 def run_workers(args: argparse.Namespace, config: LaunchConfig, folders: list[IdeaFolder]) -> int:
     """Each idea in a worker process of its own (scientist/workers.py), here or on Ray; the report at the end."""
-    from .report import write_report
-    from .workers import exit_code, run_locally, run_on_ray, worker_for
+    from scientist.launch.workers import exit_code, run_locally, run_on_ray, worker_for
+    from scientist.paper.report import write_report
 
     workers = [worker_for(folder.path, config.budget_usd) for folder in folders]
     where = f"Ray at {args.ray_address}" if args.executor == "ray" else f"{args.parallel} at once"
@@ -70,7 +70,7 @@ def run_workers(args: argparse.Namespace, config: LaunchConfig, folders: list[Id
 
 def use_demo_script(path: Path, replies_used: int = 0) -> dict:
     """Route 'scripted/demo' to the demo's replies, less those a resumed idea already has in its ledger."""
-    from .scripted import load_demo_script, register_scripted
+    from scientist.llm.scripted import load_demo_script, register_scripted
 
     script = load_demo_script(path)
     register_scripted(script["replies"][replies_used:])
@@ -79,13 +79,13 @@ def use_demo_script(path: Path, replies_used: int = 0) -> dict:
 
 
 def coder_model(config: LaunchConfig) -> str:
-    from .scripted import DEMO_MODEL
+    from scientist.llm.scripted import DEMO_MODEL
 
     return DEMO_MODEL if config.demo else config.model
 
 
 def prepare_llm(config: LaunchConfig):
-    from .coder import prepare_aider_home
+    from scientist.llm.coder import prepare_aider_home
 
     prepare_aider_home(config.results_dir / ".aider_home")
 
@@ -129,7 +129,7 @@ def launch_siblings(folders: list[IdeaFolder]) -> list[IdeaFolder]:
 
 def resumable_folders(path: Path) -> list[IdeaFolder]:
     """The idea folder `path`, or the idea folders under `path` (results/<experiment>), that are not done."""
-    from .pipeline import DONE_COMMIT
+    from scientist.pipeline import DONE_COMMIT
 
     if (path / STATE_FILE).exists():
         folders = [IdeaFolder.open(path)]
@@ -153,7 +153,7 @@ def run_ideas(config: LaunchConfig, manifest: Manifest, folders: list[IdeaFolder
               resumed: bool = False) -> int:
     """Take each idea folder through the pipeline; one idea's failure is recorded in its folder and the next idea
     goes on."""
-    from .report import write_report
+    from scientist.paper.report import write_report
 
     prepare_llm(config)
     failed: list[str] = []
@@ -186,9 +186,9 @@ def run_ideas(config: LaunchConfig, manifest: Manifest, folders: list[IdeaFolder
 
 def run_idea(config: LaunchConfig, manifest: Manifest, folder: IdeaFolder, ledger: Ledger, budget: Budget,
              resumed: bool):
-    from .pipeline import IdeaRun, run_pipeline
-    from .progress import ProgressView
-    from .runner import RunAttempts
+    from scientist.experiment.runner import RunAttempts
+    from scientist.launch.progress import ProgressView
+    from scientist.pipeline import IdeaRun, run_pipeline
 
     if resumed:
         attempts = RunAttempts(folder.path, manifest)
@@ -217,9 +217,9 @@ def idea_stage(args: argparse.Namespace, template: Path, seeds: list[dict], mode
     and the stage's cost ledger. A not-novel idea is not run; one whose novelty is undecided or unchecked runs
     only with --allow-unchecked.
     """
-    from .generation import IDEAS_FILE, generate_ideas, read_archive, write_ideas
-    from .literature import make_client
-    from .novelty import check_novelty
+    from scientist.ideas.generation import IDEAS_FILE, generate_ideas, read_archive, write_ideas
+    from scientist.ideas.literature import make_client
+    from scientist.ideas.novelty import check_novelty
 
     experiment_results = args.results_dir / args.experiment
     launch_dir = experiment_results / f"{time.strftime('%Y%m%d_%H%M%S')}_ideas"

@@ -19,10 +19,11 @@ from typing import Any
 
 import jsonschema
 
-from .files import atomic_write_text
-from .ideas import extract_json
-from .llm import Budget, Ledger, complete
-from .prompts import render
+from scientist.ideas.idea_files import extract_json
+from scientist.llm.client import complete
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.prompts import render
+from scientist.store.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

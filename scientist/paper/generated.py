@@ -1,0 +1,260 @@
+"""The parts of the paper that code writes, never the coder: the results table (from the runs' final_info.json,
+so that no number in it can be misquoted), the figures (the plots the manifest lists), the appendix (what the
+template's stages wrote for the paper) and references.bib (from the literature search's records only, so that no
+reference can be invented)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+from scientist.experiment.manifest import SCORED_DIRECTIONS, Manifest, Metric, MetricRegistry
+from scientist.paper.latex import BIB_FILE, FIGURES_FILE, GENERATED_HEADER, TABLE_FILE, ascii_words, escape_latex
+from scientist.store.files import atomic_write_text
+from scientist.store.folder import FinishedRun
+
+FIGURES_DIR = "figures"
+# --- the results table ---
+
+SIGNIFICANT_DIGITS = 4
+DESCRIPTION_WIDTH = "4.2cm"
+BASELINE_DESCRIPTION = "Baseline"
+MISSING_DESCRIPTION = "no description given"
+MISSING_VALUE = "--"
+DIRECTION_MARKS = {"higher": r"\,$\uparrow$", "lower": r"\,$\downarrow$"}
+
+# --- figures: the plots the manifest lists, in its order ---
+
+FIGURE_WIDTH = r"0.85\linewidth"
+GRAPHICS_EXTENSIONS = (".pdf", ".png", ".jpg", ".jpeg")  # what pdflatex's graphicx tries for a name without one
+
+# --- the bibliography ---
+
+BIB_MAX_AUTHORS = 10  # more become "and others" (et al.)
+KEY_SKIPPED_WORDS = frozenset({"a", "an", "the", "on", "of", "in", "for", "and", "to", "with", "from", "by"})
+URL_PATTERN = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
+# --- the results table ---
+
+def _metric_value(info: dict, group: str, name: str) -> float | None:
+    """The metric's mean when its group ran and the value is a finite number (the harness writes NaN as null)."""
+    body = info.get(group)
+    if not isinstance(body, dict) or body.get("status") != "ok":
+        return None
+    value = (body.get("means") or {}).get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _shown_exactly(value: float) -> bool:
+    return value.is_integer() and abs(value) < 10 ** SIGNIFICANT_DIGITS
+
+
+def _rounded(value: float) -> float:
+    """The value as the table shows it."""
+    return value if _shown_exactly(value) else float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def format_table_number(value: float) -> str:
+    """Whole numbers below 10^SIGNIFICANT_DIGITS exactly, others to SIGNIFICANT_DIGITS significant digits with
+    trailing zeros kept; in text mode, so that \\textbf can bold it: 32, 0.9370, \\textminus 0.01000,
+    1.825\\texttimes 10\\textsuperscript{5}."""
+    if _shown_exactly(value):
+        return str(int(value)).replace("-", r"\textminus ")
+    mantissa, _, exponent = f"{value:#.{SIGNIFICANT_DIGITS}g}".partition("e")
+    text = mantissa.replace("-", r"\textminus ")
+    if exponent:
+        power = int(exponent)
+        text += r"\texttimes 10\textsuperscript{" + (r"\textminus " if power < 0 else "") + f"{abs(power)}}}"
+    return text
+
+
+def _goodness(metric: Metric, value: float) -> float:
+    """Larger is better, for a metric with a scored direction."""
+    if metric.direction == "higher":
+        return value
+    if metric.direction == "lower":
+        return -value
+    return -abs(value - metric.target)
+
+
+def _best_cells(metric: Metric, values: list[float | None]) -> set[int]:
+    """Indices of the best values as shown (rounded), so that numbers that look equal are bolded alike; none for a
+    metric that is not scored or that fewer than two runs report."""
+    shown = {i: _rounded(value) for i, value in enumerate(values) if value is not None}
+    if metric.direction not in SCORED_DIRECTIONS or len(shown) < 2:
+        return set()
+    best = max(_goodness(metric, value) for value in shown.values())
+    return {i for i, value in shown.items() if _goodness(metric, value) == best}
+
+
+def _column_heading(metric: Metric, heading: str) -> str:
+    if metric.direction == "target":
+        return heading + rf"\,$\rightarrow {metric.target:g}$"
+    return heading + DIRECTION_MARKS.get(metric.direction, "")
+
+
+def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex_dir: Path) -> Path:
+    """results_table_generated.tex: one row per run (the baseline first), one column per key metric of the
+    registry; metrics that no run reports are left out."""
+    latex_dir = Path(latex_dir)
+    columns = []  # (metric, heading, meaning, values per run, indices of the best values)
+    for metric in registry.key_metrics:
+        values = [_metric_value(run.info, metric.group, metric.name) for run in runs]
+        if any(value is not None for value in values):
+            heading = escape_latex(metric.display or metric.name)
+            columns.append((metric, heading, escape_latex(metric.description), values, _best_cells(metric, values)))
+    header = ["Run", "Description", *(_column_heading(metric, heading) for metric, heading, *_ in columns)]
+    rows = []
+    for i, run in enumerate(runs):
+        description = BASELINE_DESCRIPTION if run.number == 0 else run.description or MISSING_DESCRIPTION
+        cells = [str(run.number), escape_latex(description)]
+        for _, _, _, values, best in columns:
+            number = MISSING_VALUE if values[i] is None else format_table_number(values[i])
+            cells.append(rf"\textbf{{{number}}}" if i in best else number)
+        rows.append(cells)
+    legend = "; ".join(f"{heading}: {meaning}" for _, heading, meaning, *_ in columns)
+    caption = (
+        f"Key metrics on held-out tokens for the baseline (run 0) and each successful run, to {SIGNIFICANT_DIGITS} "
+        r"significant digits as each run's final\_info.json records them. Bold marks the best value of each scored "
+        r"metric ($\uparrow$: higher is better, $\downarrow$: lower is better). " + legend + ".")
+    lines = [
+        GENERATED_HEADER.format(source="run_*/final_info.json and state.json").rstrip(),
+        r"\begin{table}[tbp]",
+        r"  \centering",
+        r"  \small",
+        f"  \\caption{{{caption}}}",
+        r"  \label{tab:results}",
+        rf"  \begin{{tabular}}{{r>{{\raggedright\arraybackslash}}p{{{DESCRIPTION_WIDTH}}}{'r' * len(columns)}}}",
+        r"    \toprule",
+        "    " + " & ".join(header) + r" \\",
+        r"    \midrule",
+        *("    " + " & ".join(cells) + r" \\" for cells in rows),
+        r"    \bottomrule",
+        r"  \end{tabular}",
+        r"\end{table}",
+    ]
+    path = latex_dir / TABLE_FILE
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+# --- figures ---
+
+def write_figures(idea_dir: Path, manifest: Manifest, latex_dir: Path) -> list[str]:
+    """figures_generated.tex: a figure for each plot of the manifest that the idea folder has, copied into
+    latex/figures/. Returns the figures' labels, for the text to cite."""
+    idea_dir, latex_dir = Path(idea_dir), Path(latex_dir)
+    blocks, labels = [], []
+    for spec in manifest.plots:
+        plot, stem, caption = idea_dir / spec.file, spec.stem, spec.caption
+        if not plot.exists():
+            continue
+        labels.append(f"fig:{stem}")
+        (latex_dir / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plot, latex_dir / FIGURES_DIR / plot.name)
+        blocks.append("\n".join([
+            r"\begin{figure}[tbp]",
+            r"  \centering",
+            rf"  \includegraphics[width={FIGURE_WIDTH}]{{{FIGURES_DIR}/{plot.name}}}",
+            f"  \\caption{{{caption}}}",
+            f"  \\label{{fig:{stem}}}",
+            r"\end{figure}",
+        ]))
+    body = "\n\n".join(blocks) if blocks else "% The idea folder has no plots."
+    atomic_write_text(latex_dir / FIGURES_FILE, GENERATED_HEADER.format(source="the idea's plots") + body + "\n")
+    return labels
+
+
+# --- the appendix: what the template's stages wrote for the paper ---
+
+APPENDIX_FILE = "appendix_generated.tex"
+LABEL = re.compile(r"\\label\{([^{}]+)\}")
+
+
+def write_appendix(finished: list[FinishedRun], manifest: Manifest, idea_dir: Path, latex_dir: Path) -> list[str]:
+    """appendix_generated.tex: for each template stage that writes LaTeX (its manifest's `appendix`), a section
+    with what it wrote for each run, baseline first. The stage's code is the template's, not the LLM's. Returns
+    the labels in it, for the text to cite."""
+    sections = []
+    for stage in manifest.stages:
+        if not stage.appendix:
+            continue
+        parts = [path.read_text(encoding="utf-8") for run in finished
+                 if (path := Path(idea_dir) / f"run_{run.number}" / stage.appendix).is_file()]
+        if parts:
+            slug = re.sub(r"[^a-z0-9]+", "_", stage.name.lower()).strip("_")
+            sections.append(f"\\section{{{escape_latex(stage.name)}}}\n\\label{{sec:{slug}}}\n\n" + "\n\n".join(parts))
+    body = "\n\n".join(sections) if sections else "% No template stage wrote anything for the paper's appendix."
+    atomic_write_text(Path(latex_dir) / APPENDIX_FILE,
+                      GENERATED_HEADER.format(source="the template stages' appendix files") + body + "\n")
+    return LABEL.findall("\n".join(sections))
+
+
+# --- the bibliography ---
+
+def _first_author_name(authors: list[str]) -> str:
+    """The first author's last name in ASCII: 'Trenton Bricken' and 'Bricken, Trenton' both give 'bricken'."""
+    if not authors:
+        return "anon"
+    author = authors[0]
+    last = author.split(",")[0] if "," in author else (author.split() or [""])[-1]
+    return "".join(ascii_words(last)) or "anon"
+
+
+def _cite_key(paper: dict) -> str:
+    """Last name of the first author, year, first word of the title that is not a little word: bricken2023towards."""
+    words = ascii_words(paper.get("title") or "")
+    first_word = next((word for word in words if word not in KEY_SKIPPED_WORDS), words[0] if words else "untitled")
+    year = str(paper["year"]) if paper.get("year") else ""
+    return f"{_first_author_name(paper.get('authors') or [])}{year}{first_word}"
+
+
+def _unique_key(key: str, taken: dict) -> str:
+    """key itself the first time; then keyb, keyc, ... so that a key handed out earlier never changes."""
+    suffix = ord("b")
+    candidate = key
+    while candidate in taken:
+        candidate, suffix = f"{key}{chr(suffix)}", suffix + 1
+    return candidate
+
+
+def _bib_entry(key: str, paper: dict) -> str:
+    authors = [escape_latex(author) for author in paper.get("authors") or [] if author.strip()]
+    if len(authors) > BIB_MAX_AUTHORS:
+        authors = authors[:BIB_MAX_AUTHORS] + ["others"]
+    venue = escape_latex(paper.get("venue") or "")
+    url = (paper.get("url") or "").strip()
+    fields = {
+        "title": "{" + escape_latex(paper["title"]) + "}",  # double braces keep the title's capitals
+        "author": " and ".join(authors),
+        "year": str(paper.get("year") or ""),
+        "journal": venue,
+        "url": url if URL_PATTERN.fullmatch(url) else "",
+    }
+    body = "".join(f"  {name} = {{{value}}},\n" for name, value in fields.items() if value)
+    return f"@{'article' if venue else 'misc'}{{{key},\n{body}}}\n"
+
+
+def write_bibliography(papers: list[dict], latex_dir: Path) -> dict[str, str]:
+    """references.bib from Paper.to_json() records, and nothing else; returns {cite key: title}.
+
+    A paper without a title is left out, and one whose title and year repeat an earlier one is written once.
+    """
+    titles: dict[str, str] = {}
+    seen, entries = set(), []
+    for paper in papers:
+        title = " ".join(str(paper.get("title") or "").split())
+        identity = (tuple(ascii_words(title)), paper.get("year"))
+        if not title or identity in seen:
+            continue
+        seen.add(identity)
+        key = _unique_key(_cite_key(paper), titles)
+        titles[key] = title
+        entries.append(_bib_entry(key, {**paper, "title": title}))
+    atomic_write_text(Path(latex_dir) / BIB_FILE, "\n".join(entries))
+    return titles
