@@ -3,8 +3,8 @@
 #                   real edits and real runs of Gemma 3 270M activations on the CPU, then writes, compiles and
 #                   reviews the paper (paper.pdf, review.json) and lists it in results/sae_variants/index.html
 #   make test       the test suite, offline, on the CPU
-#   make setup      only create the environments and install the Debian packages (does nothing when they are
-#                   in place)
+#   make setup      only create the environments (the orchestrator's and each template's) and install the Debian
+#                   packages (does nothing when they are in place)
 #   make baseline   templates/sae_variants/run_0 on the offline default (Gemma 3 270M, gensim Wikipedia, CPU),
 #                   built when missing or made by other code or settings (the launcher does the same)
 
@@ -15,6 +15,9 @@ TEMPLATE := templates/sae_variants
 TEMPLATE_VENV := $(TEMPLATE)/.venv
 TEMPLATE_PY := $(TEMPLATE_VENV)/bin/python
 TEMPLATE_STAMP := $(TEMPLATE_VENV)/.installed
+# The second template, a grokking experiment in under a minute on the CPU; the tests take it through a whole launch.
+GROKKING := templates/modular_arithmetic
+GROKKING_STAMP := $(GROKKING)/.venv/.installed
 # Debian packages: LaTeX for the paper, chktex for its lint, pdftotext for the reviewers, chromium to test the report,
 # bubblewrap to sandbox the runs.
 DEBIAN_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended chktex poppler-utils chromium \
@@ -41,7 +44,10 @@ $(ORCH_STAMP): requirements.txt
 $(TEMPLATE_STAMP): $(TEMPLATE)/requirements.txt $(TEMPLATE)/requirements-nodeps.txt $(TEMPLATE)/constraints-cpu.txt $(TEMPLATE)/setup_env.sh
 	bash $(TEMPLATE)/setup_env.sh
 
-setup: debian $(ORCH_STAMP) $(TEMPLATE_STAMP)
+$(GROKKING_STAMP): $(GROKKING)/requirements.txt $(GROKKING)/constraints-cpu.txt $(GROKKING)/setup_env.sh
+	bash $(GROKKING)/setup_env.sh
+
+setup: debian $(ORCH_STAMP) $(TEMPLATE_STAMP) $(GROKKING_STAMP)
 
 baseline: setup
 	$(ORCH_PY) -m scientist.experiment.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py

@@ -8,6 +8,7 @@ field. A manifest that cannot be read fails with one message naming the file, th
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -244,9 +245,7 @@ class _Reader:
             timeout_s=float(self.get(run, "run", "timeout_s", (int, float), 7200)),
             baseline=self.requirements(),
             metrics=self.metrics(),
-            plots=tuple(Plot(self.get(p, f"plots[{i}]", "file", str, required=True),
-                             self.get(p, f"plots[{i}]", "caption", str, required=True))
-                        for i, p in enumerate(self.array("plots"))),
+            plots=tuple(self.plot(i, p) for i, p in enumerate(self.array("plots"))),
             stages=tuple(self.stage(i, s) for i, s in enumerate(self.array("stages"))),
         )
 
@@ -287,6 +286,13 @@ class _Reader:
                 self.get(entry, where, "key", bool, False), self.strings(entry, where, "aliases"),
                 self.get(entry, where, "fraction", bool, False)))
         return MetricRegistry(metrics)
+
+    def plot(self, index: int, item: dict) -> Plot:
+        where = f"plots[{index}]"
+        caption = self.get(item, where, "caption", str, required=True)
+        if re.search(r"(?<!\\)%", caption):
+            self.fail(f"{where}.caption", r"LaTeX with every % escaped as \% (an unescaped % starts a comment)")
+        return Plot(self.get(item, where, "file", str, required=True), caption)
 
     def stage(self, index: int, item: dict) -> Stage:
         where = f"stages[{index}]"

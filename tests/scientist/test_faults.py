@@ -27,7 +27,7 @@ def launch(templates_dir, tmp_path, *extra) -> int:
     ideas = tmp_path / "ideas.json"
     ideas.write_text(json.dumps(IDEAS))
     return main(["--model", "scripted/demo", "--ideas", str(ideas), "--templates-dir", str(templates_dir),
-                 "--results-dir", str(tmp_path / "results"), *extra])
+                 "--results-dir", str(tmp_path / "results"), "--no-writeup", *extra])
 
 
 def state(tmp_path, name: str) -> dict:

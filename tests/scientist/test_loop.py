@@ -25,7 +25,7 @@ def launch(templates_dir, tmp_path, *extra) -> int:
     ideas = tmp_path / "ideas.json"
     ideas.write_text(json.dumps([IDEA]))
     return main(["--model", "scripted/demo", "--ideas", str(ideas), "--templates-dir", str(templates_dir),
-                 "--results-dir", str(tmp_path / "results"), "--run-timeout", "900", *extra])
+                 "--results-dir", str(tmp_path / "results"), "--run-timeout", "900", "--no-writeup", *extra])
 
 
 def idea_folder(tmp_path):

@@ -47,7 +47,7 @@ def test_a_scripted_launch_tries_no_connection(templates_dir, tmp_path, scripted
     ])
     attempts = refuse_sockets(monkeypatch)
 
-    code = launch(templates_dir, tmp_path, "--max-runs", "1", "--no-writeup")  # the paper is not what this is about
+    code = launch(templates_dir, tmp_path, "--max-runs", "1")
 
     assert not attempts, f"{len(attempts)} connection(s) tried:\n" + "\n".join(attempts)
     assert code == 0

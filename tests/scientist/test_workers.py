@@ -26,7 +26,8 @@ def launch(tmp_path, templates_dir, replies: list[str], *extra, timeout_s=900) -
     ideas.write_text(json.dumps(IDEAS))
     return subprocess.run([sys.executable, str(REPO / "launch_scientist.py"), "--model", "demo", "--demo-script",
                            str(script), "--ideas", str(ideas), "--templates-dir", str(templates_dir),
-                           "--results-dir", str(tmp_path / "results"), "--run-timeout", "900", *extra],
+                           "--results-dir", str(tmp_path / "results"), "--run-timeout", "900", "--no-writeup",
+                           *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
 
 
