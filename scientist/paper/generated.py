@@ -119,7 +119,7 @@ def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex
         rows.append(cells)
     legend = "; ".join(f"{heading}: {meaning}" for _, heading, meaning, *_ in columns)
     caption = (
-        f"Key metrics on held-out tokens for the baseline (run 0) and each successful run, to {SIGNIFICANT_DIGITS} "
+        f"Key metrics for the baseline (run 0) and each successful run, to {SIGNIFICANT_DIGITS} "
         r"significant digits as each run's final\_info.json records them. Bold marks the best value of each scored "
         r"metric ($\uparrow$: higher is better, $\downarrow$: lower is better). " + legend + ".")
     lines = [

@@ -2,11 +2,16 @@
 tokens share a sparsity budget. At inference it is a JumpReLU with one threshold, learned as a running mean of
 the smallest activation kept in each training batch."""
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from sae_harness.sparse import ActiveSet
 from sae_topk import TopKSAE
+
+if TYPE_CHECKING:  # experiment.py imports this file; the type alone is needed here
+    from experiment import Settings
 
 THRESHOLD_MOMENTUM = 0.99
 
@@ -14,8 +19,8 @@ THRESHOLD_MOMENTUM = 0.99
 class BatchTopKSAE(TopKSAE):
     saelens_architecture = "jumprelu"
 
-    def __init__(self, config, **base):
-        super().__init__(config, **base)
+    def __init__(self, settings: "Settings", **base):
+        super().__init__(settings, **base)
         self.register_buffer("threshold", torch.tensor(-1.0))
 
     def selected(self, pre: Tensor) -> ActiveSet:

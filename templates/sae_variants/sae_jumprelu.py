@@ -6,12 +6,15 @@ sparsity_penalty * (L0 / target_l0 - 1)^2.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from sae_harness.config import ExperimentConfig
 from sae_harness.sae_base import LossParts, SAEBase
+
+if TYPE_CHECKING:  # experiment.py imports this file; the type alone is needed here
+    from experiment import Settings
 
 BANDWIDTH = 0.001
 INITIAL_THRESHOLD = 0.001
@@ -49,10 +52,11 @@ class _Step(torch.autograd.Function):
 class JumpReLUSAE(SAEBase):
     saelens_architecture = "jumprelu"
 
-    def __init__(self, config: ExperimentConfig, **base):
+    def __init__(self, settings: "Settings", **base):
         super().__init__(**base)
-        self.l0_coefficient = config.sparsity_penalty
-        self.target_l0 = config.target_l0
+        self.settings = settings
+        self.l0_coefficient = settings.sparsity_penalty
+        self.target_l0 = settings.target_l0
         self.log_threshold = torch.nn.Parameter(torch.full((self.cfg.d_sae,), math.log(INITIAL_THRESHOLD)))
 
     @property

@@ -1,12 +1,16 @@
 """TopK SAE (Gao et al., 2024): keep each token's k largest pre-activations, with an AuxK loss that lets
 dead features learn from what the live ones fail to reconstruct."""
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from sae_harness.config import ExperimentConfig
 from sae_harness.sae_base import LossParts, SAEBase
 from sae_harness.sparse import SPARSE_BELOW, ActiveSet, active_features
+
+if TYPE_CHECKING:  # experiment.py imports this file; the type alone is needed here
+    from experiment import Settings
 
 AUX_COEFFICIENT = 1 / 32
 DEAD_AFTER_TOKENS = 200_000
@@ -15,9 +19,10 @@ DEAD_AFTER_TOKENS = 200_000
 class TopKSAE(SAEBase):
     saelens_architecture = "topk"
 
-    def __init__(self, config: ExperimentConfig, **base):
+    def __init__(self, settings: "Settings", **base):
         super().__init__(**base)
-        self.k = config.k
+        self.settings = settings
+        self.k = settings.k
         self.k_aux = max(1, self.cfg.d_in // 2)
         self.register_buffer("tokens_since_fired", torch.zeros(self.cfg.d_sae, dtype=torch.long), persistent=False)
 

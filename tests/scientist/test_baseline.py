@@ -52,7 +52,7 @@ def test_a_baseline_made_with_other_settings_is_moved_aside_and_rebuilt(template
     [stale] = template.glob("run_0.stale-*")
     assert (stale / "final_info.json").read_text() == old_info
     rebuilt = json.loads((template / "run_0" / "final_info.json").read_text())
-    assert rebuilt["training"]["means"]["seed"] == 7
+    assert rebuilt["settings"]["means"]["seed"] == 7
     assert json.loads((template / "run_0" / FINGERPRINT_FILE).read_text())["settings"]["SAE_SEED"] == "7"
 
     folder = IdeaFolder.create(tmp_path / "results", "sae_variants", {"Name": "idea"}, template)

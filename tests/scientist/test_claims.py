@@ -38,8 +38,9 @@ def results_block(run_number: int, description: str, baseline: dict, run: dict) 
 def final_info(core: dict, training: dict | None = None) -> dict:
     """A final_info.json shaped like the harness's."""
     return {
-        "training": {"status": "ok", "means": {"training_steps": 438, "training_tokens": 897024, "dict_size": 2048,
-                                               "final_loss": 4.83, **(training or {})}},
+        "training": {"status": "ok", "means": {"training_steps": 438, "training_tokens": 897024, "final_loss": 4.83,
+                                               **(training or {})}},
+        "settings": {"status": "ok", "means": {"dict_size": 2048, "k": 32}, "choices": {"variant": "topk"}},
         "core": {"status": "ok", "means": core},
         "sparse_probing": {"status": "skipped", "means": {}, "reason": OFFLINE_REASON},
     }

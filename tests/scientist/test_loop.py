@@ -18,6 +18,8 @@ def edit(search: str, replace: str, fname: str = "experiment.py") -> str:
 
 
 MAIN_START = "def main(out_dir: Path) -> int:\n"
+# The L1 coefficient in experiment.py's run_settings(), where an idea sets it.
+PENALTY = "        sparsity_penalty={},\n"
 PLOT_LABELS = 'labels = {\n    "run_0": "Baseline",\n}\n'
 
 
@@ -42,7 +44,7 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
         "DESCRIPTION: crash on purpose\n" + edit(MAIN_START, MAIN_START + '    raise RuntimeError("boom at start")\n'),
         "DESCRIPTION: no crash, L1 coefficient 0.5\n"
         + edit(MAIN_START + '    raise RuntimeError("boom at start")\n', MAIN_START)
-        + edit("        self.l1_coefficient = config.sparsity_penalty\n", "        self.l1_coefficient = 0.5\n"),
+        + edit(PENALTY.format(0.6), PENALTY.format(0.5)),
         "INTERPRETATION: the table marks each change. Run 1 reaches an explained variance of 1.5.\nALL_COMPLETED",
         "CORRECTION: the table marks each change.",
         edit(PLOT_LABELS, 'labels = {\n    "run_0": "Baseline",\n    "run_1": "L1 0.5",\n}\n', "plot.py"),
@@ -58,6 +60,7 @@ def test_a_failed_run_is_fixed_then_recorded_plotted_and_committed(templates_dir
     info = json.loads((folder / "run_1" / "final_info.json").read_text())
     notes = (folder / "notes.txt").read_text()
     assert "## Run 1: no crash, L1 coefficient 0.5" in notes
+    assert info["settings"]["means"]["sparsity_penalty"] == 0.5  # the result records the value that ran
     row = re.search(r"^core\.ce_loss_score\s+(\S+)\s+(\S+)", notes, flags=re.MULTILINE)
     assert float(row.group(2)) == pytest.approx(info["core"]["means"]["ce_loss_score"], rel=1e-5)
     assert "Interpretation of run 1 (written by the LLM coder):\nthe table marks each change.\n" \
@@ -143,10 +146,8 @@ def test_the_budget_stops_the_launch_cleanly(templates_dir, tmp_path, scripted):
 
 def test_the_last_run_is_interpreted_and_later_edits_are_undone(templates_dir, tmp_path, scripted):
     scripted([
-        "DESCRIPTION: L1 coefficient 0.4\n"
-        + edit("        self.l1_coefficient = config.sparsity_penalty\n", "        self.l1_coefficient = 0.4\n"),
-        "INTERPRETATION: only one run was allowed.\n"
-        + edit("        self.l1_coefficient = 0.4\n", "        self.l1_coefficient = 0.3\n"),
+        "DESCRIPTION: L1 coefficient 0.4\n" + edit(PENALTY.format(0.6), PENALTY.format(0.4)),
+        "INTERPRETATION: only one run was allowed.\n" + edit(PENALTY.format(0.4), PENALTY.format(0.3)),
         edit(PLOT_LABELS, 'labels = {\n    "run_0": "Baseline",\n    "run_1": "L1 0.4",\n}\n', "plot.py"),
         "The figures are described.\n" + edit(PLOT_LABELS, PLOT_LABELS, "plot.py"),
     ])
@@ -154,7 +155,7 @@ def test_the_last_run_is_interpreted_and_later_edits_are_undone(templates_dir, t
     folder = idea_folder(tmp_path)
     notes = (folder / "notes.txt").read_text()
     assert "Interpretation of run 1 (written by the LLM coder):\nonly one run was allowed." in notes
-    assert "self.l1_coefficient = 0.4\n" in (folder / "experiment.py").read_text()
+    assert PENALTY.format(0.4) in (folder / "experiment.py").read_text()
     assert "edit was undone" in (folder / "log.txt").read_text()
     # The notes coder may edit only notes.txt: its edit to plot.py is refused.
     assert '"run_1": "L1 0.4"' in (folder / "plot.py").read_text()

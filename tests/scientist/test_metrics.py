@@ -266,6 +266,7 @@ def test_registry_entries_are_well_formed():
         assert metric.description and "\n" not in metric.description
         assert (metric.target is not None) == (metric.direction == "target")
     assert REGISTRY[("core", "l2_ratio")].target == 1.0
-    for name in ("tokens_per_s", "training_steps", "dict_size", "lr", "seed", "training_seconds", "wall_seconds",
-                 "final_loss"):
+    for name in ("tokens_per_s", "training_steps", "training_seconds", "wall_seconds", "final_loss"):
         assert REGISTRY[("training", name)].direction == "info", name
+    for name in ("dict_size", "lr", "seed", "k", "sparsity_penalty"):  # the settings that ran describe the run
+        assert REGISTRY[("settings", name)].direction == "info", name

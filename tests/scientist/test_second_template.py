@@ -13,14 +13,12 @@ from tests.conftest import REPO
 
 GROKKING = REPO / "templates" / "modular_arithmetic"
 DEMO_SCRIPT = REPO / "demo" / "modular_arithmetic.json"
-# A few seconds a run: a smaller modulus and fewer steps than the template's defaults.
-TINY_GROKKING = {"MA_P": "23", "MA_STEPS": "150", "MA_EVAL_EVERY": "25", "MA_BATCH_SIZE": "128"}
 
 
 @pytest.fixture
-def grokking_templates(tmp_path, monkeypatch):
-    for name, value in TINY_GROKKING.items():
-        monkeypatch.setenv(name, value)
+def grokking_templates(tmp_path):
+    """The template at its own default settings (about 30 s a run), which the demo's prose describes: its paper's
+    claims about the runs must hold against their numbers."""
     root = tmp_path / "templates"
     shutil.copytree(GROKKING, root / GROKKING.name,
                     ignore=shutil.ignore_patterns(".venv", "run_*", "*.png", "__pycache__", "logs"))
@@ -37,10 +35,11 @@ def test_a_second_template_goes_through_baseline_runs_notes_plots_paper_and_revi
     assert code == 0
 
     baseline = json.loads((grokking_templates / GROKKING.name / "run_0" / "final_info.json").read_text())
-    assert baseline["training"]["means"]["steps"] == 150
+    assert baseline["training"]["means"]["steps"] == baseline["config"]["means"]["steps"] > 0
     [folder] = (results / GROKKING.name).glob("*_*")
     state = json.loads((folder / "state.json").read_text())
     assert state["stage"] == "done" and sorted(state["runs"]) == ["1", "2"]
+    assert state["paper"]["contradictions"] == [] and state["notes_contradictions"] == []
 
     notes = (folder / "notes.txt").read_text()
     # The results blocks are judged by this template's registry: its metrics, its directions.

@@ -1,5 +1,6 @@
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,9 +53,9 @@ def tiny_environment(cache_dir: Path, **overrides) -> dict:
     return env
 
 
-def run_experiment(out_dir: Path, env: dict) -> subprocess.CompletedProcess:
+def run_experiment(out_dir: Path, env: dict, template: Path = TEMPLATE_DIR) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(TEMPLATE_DIR / "experiment.py"), f"--out_dir={out_dir}"],
+        [sys.executable, str(template / "experiment.py"), f"--out_dir={out_dir}"],
         cwd=out_dir.parent, env=env, capture_output=True, text=True, timeout=1200,
     )
 
@@ -64,6 +65,14 @@ def tiny_config(cache_dir):
     from sae_harness.config import load_config
 
     return load_config(TEMPLATE_DIR / "config.toml", environ=tiny_environment(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_config):
+    """experiment.py's settings for the tiny configuration, as a run makes them."""
+    from experiment import run_settings
+
+    return run_settings(tiny_config)
 
 
 @pytest.fixture(scope="session")
@@ -82,24 +91,34 @@ def tiny_run(tmp_path_factory, cache_dir) -> Path:
     return out_dir
 
 
+def edited_template(root: Path, edits: list[tuple[str, str]]) -> Path:
+    """A copy of the template in root whose experiment.py has each (old, new) text replaced once, as the coder's
+    edits would; the copy's runs use this environment's python."""
+    template = root / "sae_variants"
+    shutil.copytree(TEMPLATE_DIR, template, ignore=shutil.ignore_patterns(".venv", "run_*", "*.png", "__pycache__"))
+    experiment = template / "experiment.py"
+    text = experiment.read_text()
+    for old, new in edits:
+        assert text.count(old) == 1, f"the edit's old text is not once in experiment.py: {old!r}"
+        text = text.replace(old, new)
+    experiment.write_text(text)
+    return template
+
+
 @pytest.fixture(scope="session")
-def tiny_trained_sae_run(tmp_path_factory, tiny_workspace, tiny_config) -> Path:
+def tiny_trained_sae_run(tmp_path_factory, tiny_workspace, tiny_settings) -> Path:
     """A run folder holding only sae/: CustomSAE trained in-process on the tiny workspace and saved by the harness's
     SAELens export, as experiment.py saves it. Seconds instead of tiny_run's full run, which also pays for the
     SAEBench evaluation; for tests that need a trained SAE on disk, not a whole run's outputs."""
-    import torch
-
-    from experiment import SAE_CLASSES, train
+    from experiment import build_sae, train
     from sae_harness.saelens_export import export_saelens
 
-    sae = SAE_CLASSES[tiny_config.variant](
-        config=tiny_config, d_in=tiny_workspace.preset.d_model, d_sae=tiny_config.dict_size, hook=tiny_workspace.hook,
-        device="cpu", generator=torch.Generator().manual_seed(tiny_config.seed))
+    sae = build_sae(tiny_settings, tiny_workspace.preset.d_model, tiny_workspace.hook, "cpu")
     tiny_workspace.initialise_decoder_bias(sae)
-    facts = train(sae, tiny_workspace, tiny_config)
+    facts = train(sae, tiny_workspace, tiny_settings)
     sae.eval()
     sae.fold_activation_scale(tiny_workspace.scale)
     run = tmp_path_factory.mktemp("trained") / "run_0"
-    export_saelens(sae, run / "sae", tiny_config.preset_value("context_length", "cpu"),
-                   {"variant": tiny_config.variant, "training_tokens": facts["training_tokens"]})
+    export_saelens(sae, run / "sae", tiny_workspace.config.preset_value("context_length", "cpu"),
+                   {"variant": tiny_settings.variant, "training_tokens": facts["training_tokens"]})
     return run

@@ -19,11 +19,11 @@ def test_the_offline_default_has_no_problem(monkeypatch):
 
 
 def test_a_value_of_the_wrong_type_is_named_with_its_source(monkeypatch, tmp_path):
-    monkeypatch.setenv("SAE_K", "thirty-two")
+    monkeypatch.setenv("SAE_DICT_SIZE", "two thousand")
     assert check(CONFIG)["problems"] == [
-        "environment variable SAE_K: k = 'thirty-two' is not a valid int; give a int (the fields are documented in "
-        "sae_harness/config.py)."]
-    monkeypatch.delenv("SAE_K")
+        "environment variable SAE_DICT_SIZE: dict_size = 'two thousand' is not a valid int; give a int (the fields "
+        "are documented in sae_harness/config.py)."]
+    monkeypatch.delenv("SAE_DICT_SIZE")
     config = tmp_path / "config.toml"
     config.write_text(CONFIG.read_text().replace("epochs = 3", "epochs = 2.5"))
     [problem] = check(config)["problems"]

@@ -20,8 +20,10 @@ def test_preset_table_then_environment_override_the_file(tmp_path):
     ("dictsize = 3\n", {}, "config.toml: unknown field 'dictsize'"),
     ('preset = "gpt5"\n', {}, "preset = 'gpt5' is invalid; use one of: gemma-3-270m"),
     ("lr = 3e-4\n", {"SAE_LR": "fast"}, "environment variable SAE_LR: lr = 'fast' is not a valid float"),
-    ("variant = 'gated'\n", {}, "variant = 'gated' is invalid; use one of: relu, topk, batchtopk, jumprelu"),
-    ("k = [\n", {}, "not valid TOML"),
+    ("variant = 'topk'\n", {},
+     "config.toml: variant is no longer read from config.toml or SAE_* variables; set it in experiment.py's "
+     "run_settings() (Settings.variant)"),
+    ("epochs = [\n", {}, "not valid TOML"),
 ])
 def test_bad_values_name_the_source_and_the_field(tmp_path, text, environ, expected):
     path = tmp_path / "config.toml"

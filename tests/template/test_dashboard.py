@@ -17,6 +17,7 @@ import torch
 
 from sae_harness.corpus import heldout_texts
 from sae_harness.dashboard import GROUPS, MARK_CLOSE, MARK_OPEN, sample_features, split_pieces
+from sae_harness.dashboard_latex import ROWS_PER_GROUP, appendix_tex, escape_latex
 from tests.conftest import TEMPLATE_DIR
 from tests.template.conftest import tiny_environment
 
@@ -152,7 +153,7 @@ def test_a_dashboard_is_written_for_a_trained_run(dashboard, features):
     ids = [f["id"] for f in features["features"]]
     assert len(ids) == N_FEATURES == len(set(ids))
     assert {path.name for path in dashboard.iterdir()} == (
-        {"index.html", "features.json"} | {f"feature_{i}.html" for i in ids})
+        {"index.html", "features.json", "appendix.tex"} | {f"feature_{i}.html" for i in ids})
     assert features["hook_name"] == "blocks.6.hook_resid_post" and features["heldout_tokens"] == 2048
     groups = [f["group"] for f in features["features"]]
     assert [groups.count(g) for g in GROUPS] == [N_FEATURES // 3] * 3
@@ -265,6 +266,64 @@ def test_characters_split_over_byte_tokens_are_shown_whole(tiny_workspace):
     assert "".join(piece for _, _, piece in spans) == text
     assert not any("\ufffd" in piece for _, _, piece in spans)
     assert [s for s, _, _ in spans][1:] == [e for _, e, _ in spans][:-1]
+
+
+# The run's figure for the paper's appendix.
+
+LATEX_DOCUMENT = r"""\documentclass[11pt]{article}
+\usepackage[T1]{fontenc}
+\begin{document}
+Figure~\ref{fig:dashboard_%s} shows the features.
+\input{appendix.tex}
+\end{document}
+"""
+
+
+def compiled_text(appendix: str, run: str, folder: Path) -> str:
+    """appendix.tex compiled inside a minimal document (twice, so that the reference resolves); the PDF's text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "appendix.tex").write_text(appendix, encoding="utf-8")
+    (folder / "main.tex").write_text(LATEX_DOCUMENT % run)
+    for _ in range(2):
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"], cwd=folder,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-3000:]
+    log = (folder / "main.log").read_text(errors="replace")
+    assert "undefined" not in log and "Missing character" not in log, log[-3000:]
+    return subprocess.run(["pdftotext", "-layout", "main.pdf", "-"], cwd=folder, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_the_appendix_figure_compiles_and_shows_the_chosen_features(dashboard, features, tmp_path):
+    appendix = (dashboard / "appendix.tex").read_text(encoding="utf-8")
+    assert appendix.count("\\label{fig:dashboard_run_0}") == 1 and "\\section" not in appendix
+    text = compiled_text(appendix, "run_0", tmp_path / "latex")
+    assert "Figure 1 shows the features." in text and "Features of run_0, chosen by code" in text
+    flat = " ".join(text.split())
+    chosen = [f for group in GROUPS for f in [f for f in features["features"] if f["group"] == group][:ROWS_PER_GROUP]]
+    assert len(chosen) == N_FEATURES
+    for feature in chosen:
+        assert f"{feature['id']} {feature['group']}" in flat
+        token = " ".join(feature["top_context_parts"][1].split())
+        assert f"\\textbf{{{escape_latex(token)}}}" in appendix
+    rows = [line for line in appendix.splitlines() if line.rstrip().endswith("\\\\") and " & " in line]
+    assert len(rows) == N_FEATURES  # one row per chosen feature; the heading row ends in \hline
+
+
+def test_the_appendix_escapes_whatever_text_the_corpus_and_tokeniser_give(tmp_path):
+    nasty = "50% of $x_1 & {y} # ~ ^ \\ na\u00efve \u03b1\u4e1c\x07"
+    summary = {"run": "run_3", "features": [
+        {"id": 7, "group": "frequent", "density": 0.000041, "top_context_parts": [f"before {nasty} ", "\n", " after"],
+         "promoted": [{"token": " "}, {"token": "_x"}, {"token": "}"}]},
+        {"id": 9, "group": "rare", "density": 1.0, "top_context_parts": ["", nasty, ""], "promoted": []},
+    ]}
+    appendix = appendix_tex(summary)
+    text = " ".join(compiled_text(appendix, "run_3", tmp_path).split())
+    assert "50% of $x_1 & {y} # ~ ^ \\ na\u00efve" in text
+    assert "na\u00efve \u03b1" in text and "4.100" in text
+    assert r"4.100\texttimes 10\textsuperscript{\textminus 5}" in appendix
+    assert r"\texttt{?}, \texttt{\_x}, \texttt{\textbraceright{}}" in appendix
+    assert "fig:dashboard_run_3" in appendix and "Features of run_3" in text
 
 
 def test_a_run_without_a_saved_sae_fails_with_a_clear_message(tmp_path, cache_dir):

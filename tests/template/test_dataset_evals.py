@@ -10,15 +10,16 @@ from tests.conftest import TEMPLATE_DIR
 PROBE = """
 import json, sys, types, torch
 sys.path.insert(0, sys.argv[1])
-from experiment import CustomSAE
+import dataclasses
+from experiment import build_sae, run_settings
 from sae_harness.config import ExperimentConfig
 from sae_harness.evaluation import dataset_eval_groups
 from sae_harness.presets import PRESETS
 from sae_harness.sae_base import HookSpec
 
 preset = PRESETS["pythia-70m-deduped"]
-sae = CustomSAE(config=ExperimentConfig(), d_in=preset.d_model, d_sae=64,
-                hook=HookSpec(preset.model_name, preset.layer, preset.hook_name))
+settings = dataclasses.replace(run_settings(ExperimentConfig()), dict_size=64)
+sae = build_sae(settings, preset.d_model, HookSpec(preset.model_name, preset.layer, preset.hook_name))
 workspace = types.SimpleNamespace(preset=preset, device="cpu")
 print(json.dumps({name: group.to_json() for name, group in dataset_eval_groups(sae, workspace).items()}))
 """

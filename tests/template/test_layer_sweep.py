@@ -1,24 +1,37 @@
-"""The layer sweep (one language-model pass for all layers, one SAE per layer) and the ghost-gradient option of the
-baseline trainer, at tiny sizes on the offline model."""
+"""The layer sweep (one language-model pass for all layers, one SAE per layer), the ghost-gradient option of the
+baseline trainer and the dead-feature comparison, at tiny sizes on the offline model; and their commands,
+layer_sweep.py and dead_features.py beside experiment.py."""
 
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from experiment import SAE_CLASSES, CustomTrainer
+import experiment
+from experiment import CustomTrainer, build_sae, run_settings
 from sae_harness.activations import ActivationSource, MultiLayerSource, cache_path
 from sae_harness.config import ConfigError, load_config
 from sae_harness.dead_features import compare_methods, plot_dead_fraction
-from sae_harness.layer_sweep import (DENSITY_BINS, METRICS, layer_keys, parse_layers, plot_by_layer,
-                                     plot_feature_density_by_layer, prepare_layers, run_sweep)
+from sae_harness.layer_sweep import (
+    DENSITY_BINS,
+    METRICS,
+    layer_keys,
+    parse_layers,
+    plot_by_layer,
+    plot_feature_density_by_layer,
+    prepare_layers,
+    run_sweep,
+)
 from sae_harness.results import validate_final_info
 from sae_harness.sae_base import HookSpec
 from tests.conftest import TEMPLATE_DIR
+from tests.template.conftest import tiny_environment
 
 LAYERS = [0, 2, 4]
 
@@ -43,13 +56,18 @@ def sweep_config(tiny_config, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(sweep_config, tiny_workspace, tmp_path_factory):
+def sweep_settings(sweep_config):
+    return run_settings(sweep_config)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(sweep_config, sweep_settings, tiny_workspace, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("sweep") / "sweep"
-    run_sweep(sweep_config, LAYERS, out_dir, model=tiny_workspace.model)
+    run_sweep(sweep_config, sweep_settings, LAYERS, out_dir, experiment.run, model=tiny_workspace.model)
     return out_dir
 
 
-def test_sweep_writes_finite_metrics_and_a_run_folder_per_layer(sweep_dir, sweep_config):
+def test_sweep_writes_finite_metrics_and_a_run_folder_per_layer(sweep_dir, sweep_config, sweep_settings):
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
     assert [record["layer"] for record in sweep["layers"]] == LAYERS
     for record in sweep["layers"]:
@@ -61,33 +79,40 @@ def test_sweep_writes_finite_metrics_and_a_run_folder_per_layer(sweep_dir, sweep
         validate_final_info(info)
         assert info["training"]["hook_name"] == f"blocks.{record['layer']}.hook_resid_post"
         assert info["training"]["means"]["layer"] == record["layer"]
+        assert info["settings"]["means"]["dict_size"] == sweep_settings.dict_size == sweep_config.dict_size
         assert info["core"]["means"]["ce_loss_score"] == record["ce_loss_score"]
         assert np.load(run / "feature_frequencies.npy").shape == (sweep_config.dict_size,)
         assert (run / "sae" / "cfg.json").exists()
     assert "SAEBench" in sweep["ce_loss_score_source"]
+    assert sweep["variant"] == "relu" and sweep["settings"]["k"] == sweep_settings.k
     # Different layers give different SAEs: the numbers are not one layer's copied three times.
     assert len({record["mse"] for record in sweep["layers"]}) == len(LAYERS)
 
 
 def test_a_sweep_run_again_reuses_the_layers_it_finished_and_retrains_on_new_settings(
-        sweep_dir, sweep_config, tiny_workspace, tmp_path, monkeypatch):
+        sweep_dir, sweep_config, sweep_settings, tiny_workspace, tmp_path):
     import shutil
-
-    import sae_harness.layer_sweep as layer_sweep
 
     again = tmp_path / "sweep"
     shutil.copytree(sweep_dir, again)
     shutil.rmtree(again / "layer_4")
     trained = []
-    real_train_layer = layer_sweep.train_layer
-    monkeypatch.setattr(layer_sweep, "train_layer",
-                        lambda workspace, out: trained.append(workspace.preset.layer) or real_train_layer(workspace, out))
-    sweep = run_sweep(sweep_config, LAYERS, again, model=tiny_workspace.model)
+
+    def run(workspace, settings, out_dir, started):
+        trained.append(workspace.preset.layer)
+        return experiment.run(workspace, settings, out_dir, started)
+
+    sweep = run_sweep(sweep_config, sweep_settings, LAYERS, again, run, model=tiny_workspace.model)
     assert trained == [4]
     first = json.loads((sweep_dir / "sweep.json").read_text())
     assert [r["mse"] for r in sweep["layers"][:2]] == [r["mse"] for r in first["layers"][:2]]
-    run_sweep(dataclasses.replace(sweep_config, seed=1), [0], again, model=tiny_workspace.model)
+    without_saebench = dataclasses.replace(sweep_config, run_saebench=False)
+    run_sweep(without_saebench, sweep_settings, [0], again, run, model=tiny_workspace.model)
     assert trained == [4, 0]
+    # A setting experiment.py changes retrains the layer too, although the configuration is the same.
+    run_sweep(without_saebench, dataclasses.replace(sweep_settings, seed=1), [0], again, run,
+              model=tiny_workspace.model)
+    assert trained == [4, 0, 0]
 
 
 def test_charts_are_drawn_from_sweep_json(sweep_dir, tmp_path):
@@ -167,16 +192,14 @@ def test_bad_layers_argument_is_refused(text, message):
 
 # Ghost gradients.
 
-def make_trainer(config, d_sae=256):
+def make_trainer(settings):
     hook = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
-    sae = SAE_CLASSES["relu"](config=config, d_in=640, d_sae=d_sae, hook=hook, device="cpu",
-                              generator=torch.Generator().manual_seed(0))
-    return CustomTrainer(sae, config, total_steps=100)
+    return CustomTrainer(build_sae(dataclasses.replace(settings, variant="relu"), 640, hook), settings,
+                         total_steps=100)
 
 
-def test_ghost_loss_trains_only_dead_features_and_matches_the_main_error(tiny_config, tiny_workspace):
-    config = dataclasses.replace(tiny_config, dead_feature_method="ghost")
-    trainer = make_trainer(config)
+def test_ghost_loss_trains_only_dead_features_and_matches_the_main_error(tiny_settings, tiny_workspace):
+    trainer = make_trainer(dataclasses.replace(tiny_settings, dead_feature_method="ghost"))
     sae = trainer.sae
     tiny_workspace.initialise_decoder_bias(sae)
     x = tiny_workspace.heldout[:256] * tiny_workspace.scale
@@ -196,11 +219,11 @@ def test_ghost_loss_trains_only_dead_features_and_matches_the_main_error(tiny_co
 
 
 @pytest.fixture(scope="module")
-def dead_comparison(tiny_config, tiny_workspace):
+def dead_comparison(tiny_settings, tiny_workspace):
     """Each method trained from the same start, in which three quarters of the features never fire."""
-    config = dataclasses.replace(tiny_config, epochs=6, lr=0.01)
-    workspace = dataclasses.replace(tiny_workspace, config=config)
-    return compare_methods(workspace, ["none", "ghost", "resample"], force_dead=0.75)
+    settings = dataclasses.replace(tiny_settings, epochs=6, lr=0.01)
+    return compare_methods(tiny_workspace, settings, ["none", "ghost", "resample"], build_sae, experiment.train,
+                           force_dead=0.75)
 
 
 def test_ghost_gradients_revive_features_that_never_fire(dead_comparison):
@@ -225,14 +248,58 @@ def test_dead_fraction_chart_plots_the_logged_curves(dead_comparison, tmp_path):
 
 
 def test_dead_feature_method_defaults_to_resampling_and_refuses_bad_values(tmp_path):
-    config = load_config(TEMPLATE_DIR / "config.toml", environ={})
-    assert (config.dead_feature_method, config.dead_feature_window) == ("resample", 0)
-    assert make_trainer(config).dead_window == config.resample_every
+    settings = run_settings(load_config(TEMPLATE_DIR / "config.toml", environ={}))
+    assert (settings.dead_feature_method, settings.dead_feature_window) == ("resample", 0)
+    assert make_trainer(settings).dead_window == settings.resample_every
     with pytest.raises(ConfigError) as raised:
-        load_config(TEMPLATE_DIR / "config.toml", environ={"SAE_DEAD_FEATURE_METHOD": "ghosts"})
-    assert ("environment variable SAE_DEAD_FEATURE_METHOD: dead_feature_method = 'ghosts' is invalid; "
+        dataclasses.replace(settings, dead_feature_method="ghosts")
+    assert ("experiment.py (run_settings): dead_feature_method = 'ghosts' is invalid; "
             "use one of: resample, ghost, none") in str(raised.value)
     path = tmp_path / "config.toml"
     path.write_text("dead_feature_window = -1\n")
     with pytest.raises(ConfigError, match="dead_feature_window = -1 is invalid"):
         load_config(path, environ={})
+
+
+# The commands: small scripts beside experiment.py that hand its functions to the harness.
+
+def command(args: list[str], cache_dir, tmp_path) -> subprocess.CompletedProcess:
+    env = tiny_environment(cache_dir, SAE_RUN_SAEBENCH="false", SAE_TRAINING_TOKENS="4096", SAE_EPOCHS="1")
+    return subprocess.run([sys.executable, *args], cwd=TEMPLATE_DIR, env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_the_layer_sweep_command_trains_experiment_pys_sae_per_layer(cache_dir, tmp_path):
+    result = command(["layer_sweep.py", "--out_dir", str(tmp_path / "sweep"), "--layers", "1,3"], cache_dir, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [record["layer"] for record in sweep["layers"]] == [1, 3]
+    assert sweep["ce_loss_score_source"] == "not computed: run_saebench = false"
+    for layer in (1, 3):
+        info = json.loads((tmp_path / "sweep" / f"layer_{layer}" / "final_info.json").read_text())
+        assert info["training"]["sae_class"] == "CustomSAE" and info["settings"]["choices"]["variant"] == "relu"
+        assert info["training"]["means"]["training_steps"] == 4096 // 512
+    assert (tmp_path / "sweep" / "by_layer.png").stat().st_size > 10_000
+
+
+def test_the_dead_feature_command_compares_the_methods_it_is_given(cache_dir, tmp_path):
+    out = tmp_path / "deadcmp"
+    result = command(["dead_features.py", "--out_dir", str(out), "--methods", "resample,ghost", "--force_dead", "0.5"],
+                     cache_dir, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    comparison = json.loads((out / "dead_features.json").read_text())
+    assert list(comparison["methods"]) == ["resample", "ghost"]
+    assert comparison["methods"]["ghost"]["forced_dead"] == 128  # half of the tiny 256 features
+    assert comparison["settings"]["dead_feature_method"] == "resample"  # run_settings()'s own, recorded as set
+    assert (out / "dead_fraction.png").stat().st_size > 10_000
+    bad = command(["dead_features.py", "--out_dir", str(out), "--methods", "resample,ghosts"], cache_dir, tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "dead_feature_method = 'ghosts' is invalid; use one of: resample, ghost, none" in bad.stderr
+
+
+@pytest.mark.parametrize("module, script", [("sae_harness.layer_sweep", "layer_sweep.py"),
+                                            ("sae_harness.dead_features", "dead_features.py")])
+def test_the_harness_modules_point_to_the_commands_beside_experiment_py(module, script, cache_dir, tmp_path):
+    result = command(["-m", module, "--out_dir", str(tmp_path / "x")], cache_dir, tmp_path)
+    assert result.returncode == 1 and f"python {script}" in result.stderr
+    assert not (tmp_path / "x").exists()

@@ -16,9 +16,15 @@ from tests.conftest import TEMPLATE_DIR
 def test_final_info_validates_against_the_template_schema(tiny_run):
     info = json.loads((tiny_run / "final_info.json").read_text())
     validate_final_info(info)
-    training, core = info["training"]["means"], info["core"]["means"]
+    settings, training, core = info["settings"], info["training"]["means"], info["core"]["means"]
     assert training["training_steps"] > 0
-    assert training["training_tokens"] == training["training_steps"] * info["training"]["config"]["batch_size"]
+    assert training["training_tokens"] == training["training_steps"] * settings["means"]["batch_size"]
+    # The baseline's settings: run_settings() of experiment.py over the tiny SAE_* sizes.
+    assert settings["choices"] == {"variant": "relu", "dead_feature_method": "resample"}
+    assert settings["means"] == {"sparsity_penalty": 0.6, "k": 32, "target_l0": 20.0, "dict_size": 256,
+                                 "batch_size": 512, "epochs": 3, "lr": 0.003, "warmup_steps": 5, "resample_every": 10,
+                                 "dead_feature_window": 0, "seed": 0}
+    assert info["training"]["sae_class"] == "CustomSAE" and training["dead_window"] == 10
     assert 0 < core["l0"] <= 256
     assert -1 < core["explained_variance"] <= 1
     assert 0 < core["ce_loss_without_sae"] < core["ce_loss_with_ablation"]
@@ -37,6 +43,10 @@ def test_schema_rejects_a_run_without_training_facts_and_a_skip_without_reason(t
     del skipped["absorption"]["reason"]
     with pytest.raises(jsonschema.ValidationError):
         validate_final_info(skipped)
+    no_dict_size = json.loads(json.dumps(info))
+    del no_dict_size["settings"]["means"]["dict_size"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_final_info(no_dict_size)
     numbers_in_a_skip = json.loads(json.dumps(info))
     numbers_in_a_skip["absorption"]["means"] = {"score": 0.0}
     with pytest.raises(jsonschema.ValidationError):

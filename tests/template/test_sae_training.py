@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from experiment import SAE_CLASSES, CustomTrainer, train
+from experiment import SAE_CLASSES, CustomTrainer, build_sae, train
 from sae_harness.activations import ShuffleBuffer
 from sae_harness.sae_base import HookSpec
 from sae_harness.sparse import SPARSE_BELOW
@@ -14,29 +14,27 @@ from sae_topk import AUX_COEFFICIENT, DEAD_AFTER_TOKENS
 HOOK = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
 
 
-def make_sae(variant, config, d_in=640, d_sae=256):
-    return SAE_CLASSES[variant](config=config, d_in=d_in, d_sae=d_sae, hook=HOOK, device="cpu",
-                                generator=torch.Generator().manual_seed(0))
+def make_sae(settings, d_in=640, d_sae=256, **changes):
+    return build_sae(dataclasses.replace(settings, dict_size=d_sae, **changes), d_in, HOOK)
 
 
 @pytest.mark.parametrize("variant", sorted(SAE_CLASSES))
-def test_training_lowers_the_loss(variant, tiny_workspace, tiny_config):
-    config = dataclasses.replace(tiny_config, variant=variant, sources={})
-    sae = make_sae(variant, config)
+def test_training_lowers_the_loss(variant, tiny_workspace, tiny_config, tiny_settings):
+    settings = dataclasses.replace(tiny_settings, variant=variant)
+    sae = make_sae(settings)
     tiny_workspace.initialise_decoder_bias(sae)
-    facts = train(sae, tiny_workspace, config)
+    facts = train(sae, tiny_workspace, settings)
     losses = [row["loss"] for row in facts["log"]]
     mses = [row["mse"] for row in facts["log"]]
-    assert facts["training_steps"] == config.epochs * (config.training_tokens // config.batch_size)
+    assert facts["training_steps"] == settings.epochs * (tiny_config.training_tokens // settings.batch_size)
     assert losses[-1] < losses[0], f"{variant}: loss went {losses[0]:.1f} -> {losses[-1]:.1f}"
     # Reconstruction is learnt fast by every variant; JumpReLU's threshold term moves slowly at this size.
     assert mses[-1] < 0.7 * mses[0], f"{variant}: MSE went {mses[0]:.1f} -> {mses[-1]:.1f}"
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(sae.cfg.d_sae), atol=1e-5)
 
 
-def test_topk_keeps_exactly_k_features(tiny_config):
-    config = dataclasses.replace(tiny_config, variant="topk", k=7, sources={})
-    sae = make_sae("topk", config)
+def test_topk_keeps_exactly_k_features(tiny_settings):
+    sae = make_sae(tiny_settings, variant="topk", k=7)
     x = torch.randn(64, 640) * 3
     # Raise every pre-activation so that ReLU never removes one of the k winners.
     with torch.no_grad():
@@ -44,9 +42,8 @@ def test_topk_keeps_exactly_k_features(tiny_config):
     assert ((sae.encode(x) > 0).sum(dim=-1) == 7).all()
 
 
-def test_batchtopk_shares_one_budget_across_the_batch_in_training(tiny_config):
-    config = dataclasses.replace(tiny_config, variant="batchtopk", k=7, sources={})
-    sae = make_sae("batchtopk", config)
+def test_batchtopk_shares_one_budget_across_the_batch_in_training(tiny_settings):
+    sae = make_sae(tiny_settings, variant="batchtopk", k=7)
     with torch.no_grad():
         sae.b_enc.fill_(100.0)
     per_token = (sae.training_loss(torch.randn(64, 640) * 3).features > 0).sum(dim=-1)
@@ -68,9 +65,8 @@ def dense_topk_loss(sae, x: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
 
 # d_in 640 makes AuxK pick every dead feature (its dense path); d_in 16 picks 8 of them (its sparse path).
 @pytest.mark.parametrize("variant, d_in", [("topk", 640), ("topk", 16), ("batchtopk", 640)])
-def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, d_in, tiny_config):
-    config = dataclasses.replace(tiny_config, variant=variant, k=9, sources={})
-    sae = make_sae(variant, config, d_in=d_in)
+def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, d_in, tiny_settings):
+    sae = make_sae(tiny_settings, d_in=d_in, variant=variant, k=9)
     # A third of the features count as dead, and their lower bias keeps them out of the top k, so they stay dead
     # and the AuxK term and its kernels are exercised too.
     with torch.no_grad():
@@ -98,9 +94,8 @@ def test_topk_sparse_kernels_give_the_dense_loss_and_gradients(variant, d_in, ti
 
 
 @pytest.mark.parametrize("encoder_bias, path", [(-4.5, "sparse"), (0.0, "dense")])
-def test_relu_sae_gives_the_dense_loss_and_gradients_on_either_path(encoder_bias, path, tiny_config):
-    config = dataclasses.replace(tiny_config, variant="relu", sources={})
-    sae = make_sae("relu", config)
+def test_relu_sae_gives_the_dense_loss_and_gradients_on_either_path(encoder_bias, path, tiny_settings):
+    sae = make_sae(tiny_settings, variant="relu")
     with torch.no_grad():
         sae.b_enc.uniform_(encoder_bias - 0.2, encoder_bias + 0.2)
         sae.b_dec.normal_(0, 0.1)
@@ -114,7 +109,7 @@ def test_relu_sae_gives_the_dense_loss_and_gradients_on_either_path(encoder_bias
     density = (features > 0).float().mean().item()
     assert (density < SPARSE_BELOW) == (path == "sparse") and density > 0.002, density
     reference = (sae.reconstruction_mse(x, sae.decode(features))
-                 + config.sparsity_penalty * (features * sae.W_dec.norm(dim=1)).sum(dim=-1).mean())
+                 + tiny_settings.sparsity_penalty * (features * sae.W_dec.norm(dim=1)).sum(dim=-1).mean())
     reference_grads = torch.autograd.grad(reference, params)
     assert torch.allclose(parts.total, reference, rtol=1e-5)
     assert torch.allclose(parts.features, features.detach(), atol=1e-5)
@@ -125,9 +120,8 @@ def test_relu_sae_gives_the_dense_loss_and_gradients_on_either_path(encoder_bias
 
 
 @pytest.mark.parametrize("variant", sorted(SAE_CLASSES))
-def test_folding_the_normalisation_scale_gives_the_same_reconstruction_on_raw_inputs(variant, tiny_config):
-    config = dataclasses.replace(tiny_config, variant=variant, sources={})
-    sae = make_sae(variant, config).eval()
+def test_folding_the_normalisation_scale_gives_the_same_reconstruction_on_raw_inputs(variant, tiny_settings):
+    sae = make_sae(tiny_settings, variant=variant).eval()
     with torch.no_grad():
         sae.b_enc.uniform_(-0.5, 0.5)
         sae.b_dec.normal_()
@@ -141,13 +135,13 @@ def test_folding_the_normalisation_scale_gives_the_same_reconstruction_on_raw_in
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(256), atol=1e-5)
 
 
-def test_resampling_points_dead_features_at_badly_reconstructed_inputs(tiny_config):
-    sae = make_sae("relu", tiny_config)
-    trainer = CustomTrainer(sae, tiny_config, total_steps=1000)
+def test_resampling_points_dead_features_at_badly_reconstructed_inputs(tiny_settings):
+    sae = make_sae(tiny_settings)
+    trainer = CustomTrainer(sae, tiny_settings, total_steps=1000)
     x = torch.randn(512, 640)
     dead = torch.zeros(256, dtype=torch.bool)
     dead[:40] = True
-    trainer.steps_since_fired[dead] = tiny_config.resample_every
+    trainer.steps_since_fired[dead] = tiny_settings.resample_every
     before = sae.W_dec.detach().clone()
     assert trainer.resample_dead_features(x) == 40
     assert not torch.allclose(sae.W_dec[:40], before[:40])
@@ -156,9 +150,9 @@ def test_resampling_points_dead_features_at_badly_reconstructed_inputs(tiny_conf
     assert (trainer.steps_since_fired[:40] == 0).all()
 
 
-def test_learning_rate_warms_up_then_decays_to_zero(tiny_config):
-    config = dataclasses.replace(tiny_config, warmup_steps=10, sources={})
-    trainer = CustomTrainer(make_sae("relu", config), config, total_steps=100)
+def test_learning_rate_warms_up_then_decays_to_zero(tiny_settings):
+    settings = dataclasses.replace(tiny_settings, warmup_steps=10)
+    trainer = CustomTrainer(make_sae(settings), settings, total_steps=100)
     assert trainer.lr_factor(0) == pytest.approx(0.1)
     assert trainer.lr_factor(50) == 1.0
     assert trainer.lr_factor(100) == 0.0

@@ -5,20 +5,18 @@ import dataclasses
 import pytest
 import torch
 
-from experiment import SAE_CLASSES
-from sae_harness.saelens_export import export_saelens
+from experiment import SAE_CLASSES, build_sae
 from sae_harness.sae_base import HookSpec
+from sae_harness.saelens_export import export_saelens
 
 HOOK = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
 
 
 @pytest.mark.parametrize("variant", sorted(SAE_CLASSES))
-def test_round_trip(variant, tiny_config, tmp_path):
+def test_round_trip(variant, tiny_settings, tmp_path):
     from sae_lens import SAE
 
-    config = dataclasses.replace(tiny_config, variant=variant, k=16, sources={})
-    sae = SAE_CLASSES[variant](config=config, d_in=640, d_sae=128, hook=HOOK, device="cpu",
-                               generator=torch.Generator().manual_seed(0)).eval()
+    sae = build_sae(dataclasses.replace(tiny_settings, variant=variant, k=16, dict_size=128), 640, HOOK).eval()
     with torch.no_grad():
         sae.b_enc.uniform_(-0.2, 0.2)
         sae.b_dec.normal_()
@@ -34,7 +32,7 @@ def test_round_trip(variant, tiny_config, tmp_path):
         assert torch.allclose(loaded(x), sae(x), atol=1e-4)
 
 
-def test_an_export_that_does_not_match_our_encode_is_reported(tiny_config, tmp_path):
+def test_an_export_that_does_not_match_our_encode_is_reported(tiny_settings, tmp_path):
     from experiment import CustomSAE
     from sae_harness.saelens_export import verify_saelens_export
 
@@ -44,12 +42,10 @@ def test_an_export_that_does_not_match_our_encode_is_reported(tiny_config, tmp_p
         def encode(self, x):
             return super().encode(x) * 0.5
 
-    sae = HalvedReLU(config=tiny_config, d_in=640, d_sae=128, hook=HOOK, device="cpu",
-                     generator=torch.Generator().manual_seed(0)).eval()
+    sae = HalvedReLU(tiny_settings, d_in=640, d_sae=128, hook=HOOK, generator=torch.Generator().manual_seed(0)).eval()
     x = torch.randn(64, 640) * 2
     path = export_saelens(sae, tmp_path / "sae", context_length=128, extra_metadata={})
     problem = verify_saelens_export(sae, path, x)
     assert problem and "'standard' does not reproduce this SAE" in problem
-    plain = CustomSAE(config=tiny_config, d_in=640, d_sae=128, hook=HOOK, device="cpu",
-                      generator=torch.Generator().manual_seed(0)).eval()
+    plain = CustomSAE(tiny_settings, d_in=640, d_sae=128, hook=HOOK, generator=torch.Generator().manual_seed(0)).eval()
     assert verify_saelens_export(plain, export_saelens(plain, tmp_path / "plain", 128, {}), x) is None

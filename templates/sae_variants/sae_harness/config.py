@@ -1,7 +1,11 @@
-"""The experiment's typed configuration: defaults here, values from config.toml, overrides from SAE_* variables.
+"""The harness's typed configuration: defaults here, values from config.toml, overrides from SAE_* variables.
 
-experiment.py takes only --out_dir, so that the research loop has one fixed command; everything
-else is chosen here. See config.toml for the order in which the sources apply.
+experiment.py takes only --out_dir, so that the research loop has one fixed command. This file holds what the
+harness needs (the model preset, token counts, device, evaluation sizes) and the sizes and schedule lengths that
+depend on the preset (dict_size, batch_size, epochs, lr, warmup_steps, resample_every, dead_feature_window).
+experiment.py's run_settings() reads those and may replace any of them; the SAE variant and its knobs (k,
+sparsity_penalty, target_l0, dead_feature_method) are set in experiment.py alone (MOVED_TO_EXPERIMENT). See
+config.toml for the order in which the sources apply.
 """
 
 import dataclasses
@@ -13,8 +17,9 @@ from pathlib import Path
 from .presets import PRESETS, Preset
 
 ENV_PREFIX = "SAE_"
-VARIANTS = ("relu", "topk", "batchtopk", "jumprelu")
-DEAD_FEATURE_METHODS = ("resample", "ghost", "none")
+MOVED_TO_EXPERIMENT = ("variant", "sparsity_penalty", "k", "target_l0", "dead_feature_method")
+"""Former fields that experiment.py's run_settings() now sets, so that the file the coder edits says which SAE runs
+and with which knobs. Setting one in config.toml or as an SAE_* variable is an error, not silently ignored."""
 
 
 class ConfigError(ValueError):
@@ -25,14 +30,12 @@ class ConfigError(ValueError):
 class ExperimentConfig:
     preset: str = "gemma-3-270m"
     """Model preset, one of sae_harness/presets.py PRESETS."""
-    variant: str = "relu"
-    """SAE architecture: relu (CustomSAE in experiment.py), topk, batchtopk or jumprelu."""
     layer: int = -1
     """Residual layer to read; -1 keeps the preset's layer."""
     device: str = "auto"
     """'auto' (cuda when present), 'cpu' or 'cuda[:i]'."""
     dict_size: int = 2048
-    """Number of SAE features (d_sae)."""
+    """Number of SAE features (d_sae), unless experiment.py's run_settings() sets its own."""
     training_tokens: int = 300_000
     """Language-model tokens (BOS and padding excluded) whose activations are used for training."""
     epochs: int = 1
@@ -41,18 +44,10 @@ class ExperimentConfig:
     """Activations per SAE optimisation step."""
     lr: float = 2e-3
     """Peak Adam learning rate."""
-    sparsity_penalty: float = 0.6
-    """L1 coefficient (relu) or L0 coefficient (jumprelu); ignored by topk and batchtopk."""
-    k: int = 32
-    """Active features per token for topk and batchtopk."""
-    target_l0: float = 20.0
-    """Target L0 for jumprelu."""
     warmup_steps: int = 100
     """Steps of linear learning-rate warmup."""
     resample_every: int = 100
-    """Steps between dead-feature resamplings (dead_feature_method = resample); 0 turns resampling off."""
-    dead_feature_method: str = "resample"
-    """How dead features are revived: resample (reinitialise them), ghost (ghost-gradient loss) or none."""
+    """Steps between dead-feature resamplings (experiment.py's dead_feature_method = resample); 0 turns it off."""
     dead_feature_window: int = 0
     """Steps without firing after which a feature counts as dead; 0 means resample_every, or 1,000 if that is 0."""
     seed: int = 0
@@ -83,7 +78,6 @@ class ExperimentConfig:
     def __post_init__(self):
         checks = [
             ("preset", self.preset in PRESETS, f"use one of: {', '.join(PRESETS)}"),
-            ("variant", self.variant in VARIANTS, f"use one of: {', '.join(VARIANTS)}"),
             ("device", self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              "use auto, cpu or cuda[:index]"),
             ("dict_size", self.dict_size > 0, "use a positive number of features"),
@@ -92,13 +86,8 @@ class ExperimentConfig:
             ("epochs", self.epochs >= 1, "use 1 or more"),
             ("batch_size", self.batch_size > 0, "use a positive batch size"),
             ("lr", 0 < self.lr < 1, "use a learning rate between 0 and 1, e.g. 4e-4"),
-            ("sparsity_penalty", self.sparsity_penalty >= 0, "use 0 or a positive coefficient"),
-            ("k", 0 < self.k <= self.dict_size, "use 1 <= k <= dict_size"),
-            ("target_l0", 0 < self.target_l0 <= self.dict_size, "use 0 < target_l0 <= dict_size"),
             ("warmup_steps", self.warmup_steps >= 0, "use 0 or more"),
             ("resample_every", self.resample_every >= 0, "use 0 (off) or a number of steps"),
-            ("dead_feature_method", self.dead_feature_method in DEAD_FEATURE_METHODS,
-             f"use one of: {', '.join(DEAD_FEATURE_METHODS)}"),
             ("dead_feature_window", self.dead_feature_window >= 0, "use 0 (resample_every) or a number of steps"),
             ("heldout_tokens", self.heldout_tokens >= 256, "use at least 256 tokens"),
             ("context_length", self.context_length == 0 or self.context_length >= 8, "use 0 or 8 and more"),
@@ -187,6 +176,11 @@ def load_config(path: Path, environ: dict | None = None) -> ExperimentConfig:
 
     def apply(table: dict, source: str):
         for key, value in table.items():
+            if key in MOVED_TO_EXPERIMENT:
+                raise ConfigError(
+                    f"{source}: {key} is no longer read from config.toml or SAE_* variables; set it in "
+                    f"experiment.py's run_settings() (Settings.{key}), where the SAE and its knobs are chosen."
+                )
             if key not in fields:
                 raise ConfigError(
                     f"{source}: unknown field {key!r}; valid fields are {', '.join(sorted(fields))}."
@@ -203,7 +197,7 @@ def load_config(path: Path, environ: dict | None = None) -> ExperimentConfig:
     env_values = {
         key[len(ENV_PREFIX):].lower(): value
         for key, value in environ.items()
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX):].lower() in fields
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX):].lower() in (*fields, *MOVED_TO_EXPERIMENT)
     }
     preset = env_values.get("preset", values.get("preset", ExperimentConfig.preset))
     if preset in preset_tables:

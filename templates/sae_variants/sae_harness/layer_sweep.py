@@ -1,21 +1,23 @@
 """Train the baseline SAE at many residual layers of one preset, from one language-model pass per batch.
 
     cd templates/sae_variants
-    .venv/bin/python -m sae_harness.layer_sweep --out_dir sweep --layers 0,3,6,9
-    .venv/bin/python -m sae_harness.layer_sweep --out_dir sweep --layers all
+    .venv/bin/python layer_sweep.py --out_dir sweep --layers 0,3,6,9
+    .venv/bin/python layer_sweep.py --out_dir sweep --layers all
 
-The configuration is a run's (config.toml, its preset table, SAE_* variables); its `layer` field is replaced by
-each swept layer. The activations of all layers are computed together: each batch of training (then held-out)
-tokens goes through the language model once, with run_with_cache hooking every chosen
-blocks.{L}.hook_resid_post and stopping after the deepest. Each layer's set is cached under that layer's own
-ActivationKey, so a later `SAE_LAYER=L python experiment.py` reuses it, and a sweep reuses what runs cached.
+layer_sweep.py, beside experiment.py, passes experiment.py's run_settings() and run() to main() here: the harness
+never imports experiment.py. The configuration is a run's (config.toml, its preset table, SAE_* variables); its
+`layer` field is replaced by each swept layer, and the settings are run_settings()'s, the same for every layer. The
+activations of all layers are computed together: each batch of training (then held-out) tokens goes through the
+language model once, with run_with_cache hooking every chosen blocks.{L}.hook_resid_post and stopping after the
+deepest. Each layer's set is cached under that layer's own ActivationKey, so a later `SAE_LAYER=L python
+experiment.py` reuses it, and a sweep reuses what runs cached.
 
-Then, for each layer, experiment.py's SAE (SAE_CLASSES[variant], CustomSAE for relu) is trained with its
-`train` (CustomTrainer) and written by the harness's write_run, exactly as a run: out_dir/layer_<L>/ holds
-final_info.json, training_log.jsonl, feature_frequencies.npy and sae/. The metrics are the run's: our held-out
-MSE, explained variance, L0, L1 and dead fraction (sae_harness/evaluation.py), and SAEBench's CE loss score when
-run_saebench is on (on the CPU, set SAE_EVAL_RECONSTRUCTION_BATCHES and friends small: SAEBench's core eval is
-the slowest part of each layer). Hub presets also run SAEBench's dataset evals per layer, as a run does.
+Then, for each layer, experiment.py's run() builds, trains and writes the layer's SAE exactly as a run does:
+out_dir/layer_<L>/ holds final_info.json, training_log.jsonl, feature_frequencies.npy and sae/. The metrics are the
+run's: our held-out MSE, explained variance, L0, L1 and dead fraction (sae_harness/evaluation.py), and SAEBench's
+CE loss score when run_saebench is on (on the CPU, set SAE_EVAL_RECONSTRUCTION_BATCHES and friends small:
+SAEBench's core eval is the slowest part of each layer). Hub presets also run SAEBench's dataset evals per layer,
+as a run does.
 
 Finally out_dir/sweep.json gathers the per-layer metrics, and out_dir/by_layer.png and
 out_dir/feature_density_by_layer.png chart them.
@@ -23,12 +25,12 @@ out_dir/feature_density_by_layer.png chart them.
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,8 @@ from .activations import ActivationKey, CachedActivations, MultiLayerSource, cac
 from .config import ConfigError, ExperimentConfig, load_config
 from .evaluation import FORMULAS
 from .lm import load_model
-from .results import atomic_write_text
+from .results import atomic_write_text, harness_config
+from .settings import settings_group
 from .workspace import NORM_SAMPLE_TOKENS, Workspace, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,11 @@ PANELS = (  # (metric, panel title, y label) of by_layer.png
 )
 DENSITY_BINS = np.linspace(-6, 0, 49)
 """log10 activation-frequency bins of feature_density_by_layer.png (features rarer than 1e-6 go in the first)."""
+
+RunLayer = Callable[[Workspace, object, Path, float], dict]
+"""experiment.run: (workspace, settings, out_dir, started) -> final_info, having written out_dir as a run does."""
+SettingsFor = Callable[[ExperimentConfig], object]
+"""experiment.run_settings: the configuration -> experiment.py's Settings."""
 
 
 def parse_layers(text: str, n_layers: int) -> list[int]:
@@ -119,26 +127,17 @@ def activation_scale(train: CachedActivations, seed: int) -> float:
     return float(sample.shape[1] ** 0.5 / sample.norm(dim=-1).mean())
 
 
-def experiment_module(template_dir: Path = TEMPLATE_DIR):
-    """experiment.py of this template (or of the idea folder the harness was copied into): its SAE and trainer."""
-    if str(template_dir) not in sys.path:
-        sys.path.insert(0, str(template_dir))
-    return importlib.import_module("experiment")
-
-
-def train_layer(workspace: Workspace, out_dir: Path) -> dict:
-    """Train experiment.py's SAE on one layer's workspace and write the layer's run folder; return final_info."""
-    return experiment_module().run(workspace, out_dir, started=time.perf_counter())
-
-
-def finished_layer(workspace: Workspace, layer_dir: Path) -> dict | None:
-    """The final_info.json of a layer an earlier, interrupted sweep finished with the same settings, else None:
-    a sweep run again after a kill trains only the layers it had not finished (write_run writes atomically)."""
+def finished_layer(workspace: Workspace, settings, layer_dir: Path) -> dict | None:
+    """The final_info.json of a layer an earlier, interrupted sweep finished with the same configuration and
+    settings, else None: a sweep run again after a kill trains only the layers it had not finished (write_run writes
+    atomically)."""
     path = layer_dir / "final_info.json"
     if not path.exists():
         return None
     info = json.loads(path.read_text())
-    if info["training"].get("config") != json.loads(json.dumps(workspace.config.to_dict())):
+    recorded = settings_group(settings)
+    same_config = info["training"].get("config") == json.loads(json.dumps(harness_config(workspace.config, recorded)))
+    if not same_config or info.get("settings") != json.loads(json.dumps(recorded)):
         return None
     log.info("Layer %d: reusing %s, finished with the same settings", workspace.preset.layer, path)
     return info
@@ -155,24 +154,28 @@ def layer_record(layer: int, info: dict) -> dict:
     return record
 
 
-def run_sweep(config: ExperimentConfig, layers: list[int], out_dir: Path, model=None) -> dict:
-    """Compute the activations of all layers in one pass, train and evaluate one SAE per layer, write sweep.json
-    and the two charts; return sweep.json's contents."""
+def run_sweep(config: ExperimentConfig, settings, layers: list[int], out_dir: Path, run: RunLayer,
+              model=None) -> dict:
+    """Compute the activations of all layers in one pass, then for each layer call run (experiment.run) to train,
+    evaluate and write the layer's SAE with `settings`; write sweep.json and the two charts; return sweep.json's
+    contents."""
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    recorded = settings_group(settings)
+    variant = recorded["choices"]["variant"]
     workspaces = prepare_layers(config, layers, model)
     records = []
     for workspace in workspaces:
         layer = workspace.preset.layer
-        info = finished_layer(workspace, out_dir / f"layer_{layer}")
+        info = finished_layer(workspace, settings, out_dir / f"layer_{layer}")
         if info is None:
-            log.info("Layer %d: training %s on %s", layer, config.variant, workspace.preset.hook_name)
-            info = train_layer(workspace, out_dir / f"layer_{layer}")
+            log.info("Layer %d: training %s on %s", layer, variant, workspace.preset.hook_name)
+            info = run(workspace, settings, out_dir / f"layer_{layer}", time.perf_counter())
         records.append(layer_record(layer, info))
     sweep = {
         "preset": config.preset,
         "model_name": config.preset_spec.model_name,
-        "variant": config.variant,
+        "variant": variant,
         "device": workspaces[0].device,
         "layers": records,
         "ce_loss_score_source": ("SAEBench core eval (sae_harness/evaluation.py saebench_core)" if config.run_saebench
@@ -180,7 +183,8 @@ def run_sweep(config: ExperimentConfig, layers: list[int], out_dir: Path, model=
         "formulas": {name: FORMULAS[name] for name in METRICS},
         "activation_seconds": workspaces[0].setup_seconds,
         "wall_seconds": time.perf_counter() - started,
-        "config": {**config.to_dict(), "layer": layers},
+        "config": {**harness_config(config, recorded), "layer": layers},
+        "settings": {**recorded["means"], **recorded["choices"]},
     }
     atomic_write_text(out_dir / "sweep.json", json.dumps(sweep, indent=2))
     plot_by_layer(sweep, out_dir / "by_layer.png")
@@ -266,7 +270,8 @@ def plot_feature_density_by_layer(sweep: dict, out_dir: Path, path: Path) -> dic
     return drawn
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, settings_for: SettingsFor, run: RunLayer) -> int:
+    """The command line of layer_sweep.py, which passes experiment.run_settings and experiment.run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out_dir", required=True, type=Path, help="Folder for the sweep, e.g. sweep.")
     parser.add_argument("--layers", default="all", help="'all' (default) or layers separated by commas, e.g. 0,3,6.")
@@ -274,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(TEMPLATE_DIR / "config.toml")
+        settings = settings_for(config)
         device = config.resolved_device()
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
         model = load_model(config.preset_spec, device, cache_dir)
         layers = parse_layers(args.layers, model.cfg.n_layers)
-        sweep = run_sweep(config, layers, args.out_dir, model)
+        sweep = run_sweep(config, settings, layers, args.out_dir, run, model)
     except (ConfigError, OSError) as err:
         print(f"Layer sweep error: {err}", file=sys.stderr)
         return 2
@@ -290,4 +296,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("The layer sweep trains experiment.py's SAE, which this harness module does not import: run "
+             "`python layer_sweep.py --out_dir sweep --layers all` in the template folder instead.")

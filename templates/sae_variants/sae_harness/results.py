@@ -19,6 +19,7 @@ import numpy as np
 
 from .evaluation import core_group, dataset_eval_groups
 from .saelens_export import export_saelens, verify_saelens_export
+from .settings import settings_group
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "final_info.schema.json"
 
@@ -43,6 +44,14 @@ def validate_final_info(info: dict):
     jsonschema.validate(info, json.loads(SCHEMA_PATH.read_text()))
 
 
+def validate_group(name: str, group: dict):
+    """Raise jsonschema.ValidationError if one group breaks its part of the schema: a run checks its settings group
+    before training, so that a missing field costs seconds, not a whole run."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(group, {**schema["properties"].get(name, schema["additionalProperties"]),
+                                "$defs": schema["$defs"]})
+
+
 def _finite(value):
     """JSON has no NaN or infinity; record them as null so that no reader mistakes them for numbers."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -54,38 +63,45 @@ def _finite(value):
     return value
 
 
-def write_run(out_dir: Path, config, workspace, sae, facts: dict, wall_started: float) -> dict:
+def harness_config(config, recorded_settings: dict) -> dict:
+    """final_info.json's training.config: the configuration less the fields the settings group records, whose
+    config.toml values experiment.py may have replaced; a reader sees only the values that ran."""
+    shown = {**recorded_settings["means"], **recorded_settings["choices"]}
+    return {name: value for name, value in config.to_dict().items() if name not in shown}
+
+
+def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started: float) -> dict:
+    """Evaluate the trained sae and write out_dir; return final_info. facts: train()'s return (its "log" becomes
+    training_log.jsonl, the rest the training group's means); settings: experiment.py's Settings as the run used
+    them (the "settings" group)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = workspace.config
+    recorded = settings_group(settings)
+    shown_config = harness_config(config, recorded)
     core, frequencies = core_group(sae, workspace)
     groups = {"core": core, **dataset_eval_groups(sae, workspace)}
+    facts = dict(facts)
     log_rows = facts.pop("log")
     training_means = {
         **facts,
-        "dict_size": config.dict_size,
         "layer": workspace.preset.layer,
         "d_in": workspace.preset.d_model,
-        "lr": config.lr,
-        "sparsity_penalty": config.sparsity_penalty,
-        "k": config.k,
-        "target_l0": config.target_l0,
-        "batch_size": config.batch_size,
-        "epochs": config.epochs,
-        "seed": config.seed,
         "activation_scale": workspace.scale,
         "setup_seconds": workspace.setup_seconds,
         "wall_seconds": time.perf_counter() - wall_started,
     }
     info = {
+        "settings": recorded,
         "training": {
             "status": "ok",
             "means": training_means,
             "preset": workspace.preset.name,
-            "variant": config.variant,
+            "sae_class": type(sae).__name__,
             "model_name": workspace.preset.model_name,
             "hook_name": workspace.preset.hook_name,
             "device": workspace.device,
-            "config": config.to_dict(),
-            "config_sources": dict(config.sources),
+            "config": shown_config,
+            "config_sources": {name: source for name, source in config.sources.items() if name in shown_config},
             "platform": platform.platform(),
         },
         **{name: group.to_json() for name, group in groups.items()},
@@ -94,8 +110,9 @@ def write_run(out_dir: Path, config, workspace, sae, facts: dict, wall_started: 
 
     atomic_write_text(out_dir / "training_log.jsonl", "".join(json.dumps(row) + "\n" for row in log_rows))
     atomic_save_npy(out_dir / "feature_frequencies.npy", frequencies)
-    export = export_saelens(sae, out_dir / "sae", config.preset_value("context_length", workspace.device),
-                            {"variant": config.variant, "training_tokens": facts["training_tokens"]})
+    metadata = {"variant": recorded["choices"].get("variant", type(sae).__name__), "sae_class": type(sae).__name__,
+                "training_tokens": facts["training_tokens"], "settings": {**recorded["means"], **recorded["choices"]}}
+    export = export_saelens(sae, out_dir / "sae", config.preset_value("context_length", workspace.device), metadata)
     problem = verify_saelens_export(sae, export, workspace.heldout[:512])
     if problem:
         shutil.rmtree(export)

@@ -4,12 +4,15 @@ SAEBase satisfies SAEBench's custom-SAE interface (sae_bench.custom_saes.base_sa
 W_dec (d_sae, d_in) with unit-norm rows, b_enc, b_dec, encode, decode, forward, and a `cfg` that SAEBench reads.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from sae_bench.custom_saes.base_sae import BaseSAE
 from torch import Tensor
+
+DIAGNOSTIC_PREFIX = "diagnostic."
+"""How a loss's own diagnostics are named in training_log.jsonl and in final_info.json's training group."""
 
 
 @dataclass
@@ -17,12 +20,31 @@ class LossParts:
     """One training step's loss and the pieces the trainer logs."""
 
     total: Tensor
+    """What the optimiser minimises (a 0-dim tensor with a gradient)."""
     mse: Tensor
     """Squared error summed over the d_in dimensions, averaged over tokens (SAELens's convention)."""
     sparsity: Tensor
     """The architecture's sparsity or auxiliary term, already multiplied by its coefficient."""
     features: Tensor
     """Feature activations (batch, d_sae), for L0 and dead-feature counts."""
+    diagnostics: dict[str, Tensor | float] = field(default_factory=dict)
+    """Extra numbers of this step, one each (a 0-dim tensor or a float), by name. The training log keeps them as
+    diagnostic.<name>, and final_info.json's training group their mean over the last log_every steps."""
+
+    def logged_diagnostics(self) -> dict[str, float]:
+        """diagnostics as {"diagnostic.<name>": number}, the names the training log and final_info.json use."""
+        logged = {}
+        for name, value in self.diagnostics.items():
+            if isinstance(value, Tensor):
+                if value.numel() != 1:
+                    raise ValueError(f"LossParts.diagnostics[{name!r}] has shape {tuple(value.shape)}; give one "
+                                     "number per step (a 0-dim tensor or a float), e.g. its .mean()")
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"LossParts.diagnostics[{name!r}] is a {type(value).__name__}; give one number per "
+                                 "step (a 0-dim tensor or a float)")
+            logged[f"{DIAGNOSTIC_PREFIX}{name}"] = float(value)
+        return logged
 
 
 @dataclass(frozen=True)

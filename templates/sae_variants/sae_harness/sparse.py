@@ -38,13 +38,15 @@ class ActiveSet:
 
     @classmethod
     def of_mask(cls, mask: Tensor) -> "ActiveSet":
+        """The True entries of a (batch, d_sae) boolean mask; tokens may keep different numbers of features."""
         rows, cols = mask.nonzero(as_tuple=True)
         counts = torch.bincount(rows, minlength=len(mask))
         return cls(rows, cols, torch.cumsum(counts, 0) - counts, *mask.shape)
 
     @classmethod
     def of_indices(cls, indices: Tensor, d_sae: int) -> "ActiveSet":
-        """The same number of features for every token: indices is (batch, k), with no repeats in a row."""
+        """The same number of features for every token: indices is (batch, k), with no repeats in a row, e.g.
+        pre.topk(k, dim=-1).indices."""
         batch, k = indices.shape
         rows = torch.arange(batch, device=indices.device).repeat_interleave(k)
         offsets = torch.arange(0, batch * k, k, device=indices.device)
@@ -79,19 +81,23 @@ def csr_matrix(crow: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int
 
 
 class DenseFeatures:
-    """A (batch, d_sae) features matrix held densely, with the same interface as SparseFeatures."""
+    """A (batch, d_sae) features matrix held densely, with the same interface as SparseFeatures. Wrap any dense
+    activation in it (DenseFeatures(torch.relu(pre)), say) to use it where a Features is expected."""
 
     def __init__(self, matrix: Tensor):
         self.matrix = matrix
 
     def decode(self, W_dec: Tensor) -> Tensor:
+        """features @ W_dec: (batch, d_in), without b_dec."""
         return self.matrix @ W_dec
 
     def row_sums(self, weights: Tensor) -> Tensor:
-        """sum_j features[b, j] * weights[j], per token."""
+        """sum_j features[b, j] * weights[j], per token: (batch,). With weights = W_dec.norm(dim=1), the
+        decoder-norm-weighted L1 of each token."""
         return (self.matrix * weights).sum(dim=-1)
 
     def dense(self) -> Tensor:
+        """The (batch, d_sae) matrix itself."""
         return self.matrix
 
 
@@ -106,6 +112,7 @@ class SparseFeatures:
         return _SparseDecode.apply(self.values, W_dec, self.active)
 
     def row_sums(self, weights: Tensor) -> Tensor:
+        """sum_j features[b, j] * weights[j], per token: (batch,), summed over the active entries only."""
         sums = torch.zeros(self.active.batch, dtype=self.values.dtype, device=self.values.device)
         return sums.index_add(0, self.active.rows, self.values * weights[self.active.cols])
 
@@ -117,11 +124,14 @@ class SparseFeatures:
 
 
 Features = DenseFeatures | SparseFeatures
+"""A (batch, d_sae) features matrix, dense or sparse: f.decode(W_dec) is f @ W_dec (batch, d_in) without b_dec,
+f.row_sums(w) is f @ w (batch,), and f.dense() the matrix itself. Gradients flow through all three."""
 
 
 def relu_features(x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor) -> Features:
-    """relu((x - b_dec) @ W_enc + b_enc), held sparsely when fewer than SPARSE_BELOW of the entries are positive
-    and a gradient is wanted (without one, as in evaluation, the dense matrix is all anyone needs)."""
+    """relu((x - b_dec) @ W_enc + b_enc) for x (batch, d_in): a (batch, d_sae) Features. It is held sparsely when
+    fewer than SPARSE_BELOW of the entries are positive and a gradient is wanted (without one, as in evaluation, the
+    dense matrix is all anyone needs); either way its numbers and gradients are the dense computation's."""
     x = x.to(W_enc.dtype)
     # The same numbers as (x - b_dec) @ W_enc + b_enc. Written this way, b_dec's gradient is a vector-matrix
     # product instead of a sixth (batch x d_in x d_sae) product through the centred input.
@@ -134,8 +144,9 @@ def relu_features(x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor) -> Fea
 
 def active_features(x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, active: ActiveSet,
                     pre: Tensor) -> SparseFeatures:
-    """relu(pre) on `active` and zero elsewhere, where pre = (x - b_dec) @ W_enc + b_enc was computed without a
-    gradient. The backward to b_dec, W_enc and b_enc touches the active entries only."""
+    """relu(pre) on `active` and zero elsewhere, as a (batch, d_sae) Features, where pre = (x - b_dec) @ W_enc +
+    b_enc was computed under torch.no_grad() (it is used to choose `active`, e.g. each token's top k). The gradient
+    reaches b_dec, W_enc and b_enc through the active entries only, exactly as the dense product's would."""
     values = _ActivePreActivations.apply(x.to(W_enc.dtype), b_dec, W_enc, b_enc, pre[active.rows, active.cols],
                                          active)
     return SparseFeatures(values.relu(), active)

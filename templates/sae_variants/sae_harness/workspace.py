@@ -64,7 +64,8 @@ class Workspace:
                 for split, n_tokens in (("train", config.training_tokens), ("heldout", config.heldout_tokens))}
         all_cached = all(cache_path(cache_dir, key).exists() for key in keys.values())
         model = None if all_cached else load_model(preset, device, cache_dir)
-        sources = {split: ActivationSource(model, key, preset.layer, lm_batch, cache_dir) for split, key in keys.items()}
+        sources = {split: ActivationSource(model, key, preset.layer, lm_batch, cache_dir)
+                   for split, key in keys.items()}
         train = cached_or_streamed(sources["train"], cache_dir, config.cache_max_gb, preset.d_model)
         heldout = cached_or_streamed(sources["heldout"], cache_dir, float("inf"), preset.d_model).all()
         generator = torch.Generator().manual_seed(config.seed)
