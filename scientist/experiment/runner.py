@@ -77,7 +77,7 @@ def writable_caches(manifest: Manifest, env: Mapping[str, str]) -> tuple[Path, .
 def run_python(manifest: Manifest, python: Path, args: list[str], cwd: Path, timeout_s: float, log_name: str,
                on_heartbeat: Callable[[str], None] | None = None,
                environ: Mapping[str, str] | None = None) -> ProcessResult:
-    """Run `python args...` in cwd, in the sandbox (scientist/sandbox.py: only cwd and the caches writable, no
+    """Run `python args...` in cwd, in the sandbox (experiment/sandbox.py: only cwd and the caches writable, no
     network, no secrets, resource limits), its output in cwd/logs/<log_name>.stdout|stderr. Every HEARTBEAT_S
     seconds on_heartbeat gets the latest progress line the process wrote to stderr. A limit the run hit is added to
     the end of its stderr tail, so that the coder reads it."""

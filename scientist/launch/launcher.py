@@ -48,7 +48,7 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def run_workers(args: argparse.Namespace, config: LaunchConfig, folders: list[IdeaFolder]) -> int:
-    """Each idea in a worker process of its own (scientist/workers.py), here or on Ray; the report at the end."""
+    """Each idea in a worker process of its own (scientist/launch/workers.py), here or on Ray; the report at the end."""
     from scientist.launch.workers import exit_code, run_locally, run_on_ray, worker_for
     from scientist.paper.report import write_report
 

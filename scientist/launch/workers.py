@@ -13,7 +13,6 @@ goes to <folder>/logs/worker.log; the driver prints each idea's stage as it chan
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import subprocess
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scientist import REPO
+from scientist.store.folder import read_state
 
 POLL_S = 5.0
 WORKER_LOG = "logs/worker.log"
@@ -119,13 +119,13 @@ class StageView:
     def show(self):
         for folder in self.folders:
             try:
-                state = json.loads((folder / "state.json").read_text())
-            except (OSError, ValueError):
-                continue
-            line = f"{state.get('stage')} | run {state.get('run', 0)} | {state.get('status')}"
+                state = read_state(folder)
+            except (OSError, ValueError, TypeError):
+                continue  # being written, or not yet there
+            line = f"{state.stage} | run {state.run} | {state.status}"
             if self.seen.get(folder) != line:
                 self.seen[folder] = line
-                print(f"[{time.strftime('%H:%M:%S')}] {state.get('idea', folder.name)} | {line}", flush=True)
+                print(f"[{time.strftime('%H:%M:%S')}] {state.idea or folder.name} | {line}", flush=True)
 
 
 def exit_code(codes: dict[Path, int]) -> int:

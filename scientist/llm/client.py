@@ -1,7 +1,7 @@
 """Every LLM call of the tool, and what it costs.
 
 The model is named by a litellm model string ("anthropic/claude-...", "openai/gpt-4o", "deepseek/...",
-"ollama/..."). Every call goes through `call_llm`: aider's (the LLM coder, scientist/coder.py) and every other
+"ollama/..."). Every call goes through `call_llm`: aider's (the LLM coder, scientist/llm/coder.py) and every other
 stage's (through `complete`). It retries transient API failures, stops at the launch's budget, and writes each call
 with its reply into the idea's cost ledger, from which a resumed idea replays the calls it already paid for.
 

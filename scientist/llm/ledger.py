@@ -55,7 +55,7 @@ class LedgerEntry:
 
 class Ledger:
     """The LLM calls of one idea (or of the idea stage) and their spend, kept at `path` (a journal, see
-    scientist/journal.py): e.g. `<idea folder>/cost_ledger.json`.
+    scientist/store/journal.py): e.g. `<idea folder>/cost_ledger.json`.
 
     An existing file is loaded, so a resumed idea keeps counting the money it already spent, and gets the replies
     of the calls it already paid for back from `replay` instead of asking again.

@@ -31,13 +31,19 @@ from pathlib import Path
 from scientist.experiment.manifest import Manifest, ManifestError, MetricRegistry, manifest_of
 from scientist.experiment.metrics import SAME_TOLERANCE, compare, format_number
 from scientist.paper.claim_text import Claim, find_claims
-from scientist.store.folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_final_info, run_numbers
+from scientist.store.folder import (
+    FINAL_INFO_FILE,
+    NOTES_FILE,
+    ResultsError,
+    final_info_path,
+    read_final_info,
+    run_numbers,
+)
 
 # A written number stands for anything that rounds to it: 0.93 for 0.9319, but not for 0.9361.
 ROUNDING_SLACK = 0.5  # in units of the last written digit
 # A whole number ending in zeros (70, 2000) does not say how far it was rounded: it may be this far off instead.
 RELATIVE_TOLERANCE = 0.01
-NOTES_FILE = "notes.txt"
 LATEX_DIR = "latex"
 GENERATED_TEX_SUFFIX = "_generated.tex"
 

@@ -30,7 +30,7 @@ BIB_FILE = "references.bib"
 SECTIONS_DIR = "sections"
 PDF_NAME = "paper.pdf"
 REQUIRED_TOOLS = ("pdflatex", "bibtex", "chktex")
-GENERATED_HEADER = "% Written by scientist/latex.py from {source}; edits here are overwritten.\n"
+GENERATED_HEADER = "% Written by scientist/paper/ from {source}; edits here are overwritten.\n"
 
 # --- the build ---
 

@@ -31,3 +31,13 @@ def test_every_module_is_under_400_lines():
     long = {str(path.relative_to(REPO)): n for path in python_files()
             if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert long == {}
+
+
+def test_the_readme_layout_names_every_folder_of_the_orchestrator():
+    readme = (REPO / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    packages = sorted(path.parent.name for path in SCIENTIST.glob("*/__init__.py"))
+    named = re.findall(r"^  (\w+)/", layout, flags=re.M)
+    assert sorted(named) == packages
+    top = {path.name for path in REPO.iterdir() if path.is_dir() and not path.name.startswith(".")} - {"results"}
+    assert {re.match(r"([\w.]+)", line)[1] for line in layout.splitlines() if line[:1].isalnum()} >= top - {"docs"}
