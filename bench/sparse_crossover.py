@@ -71,8 +71,8 @@ def main() -> int:
         sparse_grads = torch.autograd.grad(sparse_loss(*inputs), params)
         for got, expected in zip(sparse_grads, dense_grads):
             assert torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * expected.abs().max().item())
-        dense_s = best_seconds(lambda: dense_loss(*inputs), params, args.repeats)
-        sparse_s = best_seconds(lambda: sparse_loss(*inputs), params, args.repeats)
+        dense_s = best_seconds(lambda inputs=inputs: dense_loss(*inputs), params, args.repeats)
+        sparse_s = best_seconds(lambda inputs=inputs: sparse_loss(*inputs), params, args.repeats)
         rows.append({"density": density, "dense_ms": round(1000 * dense_s, 1), "sparse_ms": round(1000 * sparse_s, 1),
                      "speedup": round(dense_s / sparse_s, 2)})
         print(f"density {density:6.3f}: dense {1000 * dense_s:7.1f} ms, sparse {1000 * sparse_s:7.1f} ms, "

@@ -10,8 +10,9 @@ dtype (float32 on the CPU):
 1. step_ratio: SAE updates per second on one shared tensor of precomputed, normalised activations, over a whole
    training run from a fresh SAE (one sweep run's epochs * tokens / batch_size steps and its schedule): a ReLU
    SAE is dense for its first few dozen steps and sparse after, and ours exploits the sparse part.
-   Ours is experiment.py's own train() loop (CustomSAE, ReLU + decoder-norm-weighted L1, or TopKSAE with
-   --variant topk) with CustomTrainer; SAELens's is SAETrainer.fit() on StandardTrainingSAE (or
+   Ours is experiment.py's own build_sae() and train() loop (CustomSAE, ReLU + decoder-norm-weighted L1, or
+   TopKSAE with --variant topk) with CustomTrainer, on dataclasses.replace(run_settings(config), ...) with the
+   benchmark's variant, knob and sizes; SAELens's is SAETrainer.fit() on StandardTrainingSAE (or
    TopKTrainingSAE), Adam at the same lr, warmup and final linear decay. Both consume the very same batches
    in the same order: one CachedActivations.epoch() stream per side, from the same tensor and seed.
 2. sweep_ratio: the research loop's workload end to end. Five configurations of one preset (L1 coefficients,
@@ -19,11 +20,16 @@ dtype (float32 on the CPU):
    Each run steps on epochs * tokens activations on both sides: ours computes `tokens` of them once for the
    whole sweep and passes over them `epochs` times per run (3, the template's default); SAELens, which has no
    epochs, streams epochs * tokens fresh ones per run. --epochs 1 compares the cache across runs alone.
-   - Ours: five `python experiment.py --out_dir=run_i` subprocesses, exactly as the launcher runs them, with
-     SAE_* overrides and a fresh, empty SAE_CACHE_DIR: the first run computes the activations (and the
-     held-out ones) and the other four read them from the on-disk cache. Only the dequantised fp32 copy of
-     the model is shared with the user's cache (a link), because making it is a one-off install step that
-     SAELens's side does not pay either.
+   - Ours: five `python experiment.py --out_dir=run_i` subprocesses, exactly as the launcher runs them, and a
+     fresh, empty SAE_CACHE_DIR: the first run computes the activations (and the held-out ones) and the other
+     four read them from the on-disk cache. The SAE variant and its knob (L1 coefficient or k) are set where
+     an idea sets them, in run_settings() of experiment.py: each configuration runs from its own copy of the
+     template snapshot whose run_settings() says variant=... and sparsity_penalty=... (or k=...), as a coder's
+     edit would, made and byte-compiled before the timing starts. The sizes (dict_size, batch_size,
+     training_tokens, epochs, lr, warmup_steps, seed) and the harness's fields go in as SAE_* overrides of
+     config.toml, which run_settings() reads; every run's final_info.json "settings" group is checked against
+     what the benchmark asked for. Only the dequantised fp32 copy of the model is shared with the user's cache
+     (a link), because making it is a one-off install step that SAELens's side does not pay either.
    - SAELens: LanguageModelSAETrainingRunner once per configuration in this process, each run generating
      its own activations with the same HookedTransformer (loaded once, passed as override_model).
    - SAEBench is skipped on both sides (SAE_RUN_SAEBENCH=false; SAELens's runner only evaluates when it
@@ -46,12 +52,15 @@ The last line printed is one JSON object with all figures.
 
 import argparse
 import atexit
+import compileall
+import dataclasses
 import datetime
 import io
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -109,19 +118,9 @@ TEMPLATE_DIR = snapshot_template(WORK, PRE_ARGS.template_ref)
 sys.path.insert(0, str(TEMPLATE_DIR))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import experiment  # noqa: E402  (the template's experiment.py: CustomSAE, CustomTrainer, train)
 import sae_lens  # noqa: E402
+import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from sae_harness.activations import CachedActivations  # noqa: E402
-from sae_harness.config import load_config  # noqa: E402
-from sae_harness.corpus import _pad_id, token_rows  # noqa: E402
-from sae_harness.lm import load_model  # noqa: E402
-from sae_harness.presets import PRESETS  # noqa: E402
-from sae_harness.sae_base import HookSpec  # noqa: E402
-from sae_harness.workspace import NORM_SAMPLE_TOKENS, default_cache_dir  # noqa: E402
-from sae_topk import DEAD_AFTER_TOKENS  # noqa: E402
 from sae_lens import (  # noqa: E402
     LanguageModelSAERunnerConfig,
     LanguageModelSAETrainingRunner,
@@ -135,9 +134,22 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig  # noq
 from sae_lens.training.activations_store import ActivationsStore  # noqa: E402
 from sae_lens.training.sae_trainer import SAETrainer  # noqa: E402
 
+import experiment  # noqa: E402  (the template's experiment.py: run_settings, build_sae, CustomTrainer, train)
+from sae_harness.activations import CachedActivations  # noqa: E402
+from sae_harness.config import load_config  # noqa: E402
+from sae_harness.corpus import _pad_id, token_rows  # noqa: E402
+from sae_harness.lm import load_model  # noqa: E402
+from sae_harness.presets import PRESETS  # noqa: E402
+from sae_harness.sae_base import HookSpec  # noqa: E402
+from sae_harness.workspace import NORM_SAMPLE_TOKENS, default_cache_dir  # noqa: E402
+from sae_topk import DEAD_AFTER_TOKENS  # noqa: E402
+
 IMPORT_SECONDS = time.perf_counter() - IMPORT_STARTED
 PRESET = PRESETS["gemma-3-270m"]
+HOOK = HookSpec(PRESET.model_name, PRESET.layer, PRESET.hook_name)
 DEFAULT_CONFIGS = {"relu": "0.3,0.6,1,2,4", "topk": "16,32,48,64,96"}
+KNOB = {"relu": "sparsity_penalty", "topk": "k"}
+"""The Settings field (experiment.py) that a sweep configuration sets, per variant."""
 WARMUP_STEPS = 100  # the template's default warmup; capped at a quarter of a short run on both sides
 
 
@@ -162,10 +174,10 @@ class BenchConfig:
     """Held-out tokens for ours' own metrics; 0 keeps the template's default (32,768)."""
     step_steps: int = 0
     """SAE updates per timed step-benchmark repetition; 0: as many as one run of the template at its default sizes
-    (config.toml's training_tokens * epochs / batch_size), warmup and decay included. A ReLU SAE fires densely
-    for its first few dozen steps and sparsely after; the figure covers a whole run, not only its start."""
+    (config.toml's training_tokens * run_settings()'s epochs / batch_size), warmup and decay included. A ReLU SAE
+    fires densely for its first few dozen steps and sparsely after; the figure covers a whole run, not its start."""
     step_value: str = ""
-    """The step benchmark's L1 coefficient (relu) or k (topk); empty: config.toml's own."""
+    """The step benchmark's L1 coefficient (relu) or k (topk); empty: experiment.py's run_settings() value."""
     step_repeats: int = 3
     """Timed repetitions per side in the step benchmark, alternating ours and SAELens; the best one counts."""
     profile_steps: int = 3
@@ -193,10 +205,11 @@ class BenchConfig:
     def step_run(self) -> tuple[int, float]:
         """(steps, L1 coefficient or k) of the step benchmark's training run."""
         defaults = load_config(TEMPLATE_DIR / "config.toml", environ={"SAE_PRESET": PRESET.name})
-        steps = self.step_steps or defaults.training_tokens // self.batch_size * defaults.epochs
+        settings = experiment.run_settings(defaults)
+        steps = self.step_steps or defaults.training_tokens // self.batch_size * settings.epochs
         if self.variant == "topk":
-            return steps, int(self.step_value or defaults.k)
-        return steps, float(self.step_value or defaults.sparsity_penalty)
+            return steps, int(self.step_value or settings.k)
+        return steps, float(self.step_value or settings.sparsity_penalty)
 
     @property
     def sae_tokens(self) -> int:
@@ -241,15 +254,25 @@ def load_average() -> list[float]:
 # --------------------------------------------------------------------------------------------- inputs
 
 
-def template_env(bench: BenchConfig, cache_dir: Path, value, tokens: int, epochs: int) -> dict:
-    """SAE_* overrides that make experiment.py run one sweep configuration at the benchmark's sizes."""
+def settings_fields(bench: BenchConfig, value, tokens: int, epochs: int) -> dict:
+    """The fields of experiment.py's Settings that the benchmark fixes for one configuration: the variant, its knob
+    (L1 coefficient or k) and the sizes and schedule; run_settings() gives the rest (dead_feature_method, ...)."""
+    warmup, _ = bench.schedule(tokens * epochs // bench.batch_size)
+    return {"variant": bench.variant, KNOB[bench.variant]: value, "dict_size": bench.d_sae,
+            "batch_size": bench.batch_size, "epochs": epochs, "lr": bench.lr, "warmup_steps": warmup,
+            "seed": bench.seed}
+
+
+def template_env(bench: BenchConfig, cache_dir: Path, tokens: int, epochs: int) -> dict:
+    """SAE_* overrides of config.toml for the benchmark's sizes: the harness's fields, and the training sizes that
+    run_settings() reads from the configuration. The variant and its knob are not configuration any more; they go
+    into run_settings() (configured_template(), or dataclasses.replace in process)."""
     warmup, _ = bench.schedule(tokens * epochs // bench.batch_size)
     env = {
         "SAE_PRESET": PRESET.name,
         "SAE_DEVICE": "cpu",
         "SAE_CACHE_DIR": str(cache_dir),
         "SAE_RUN_SAEBENCH": "false",
-        "SAE_VARIANT": bench.variant,
         "SAE_DICT_SIZE": str(bench.d_sae),
         "SAE_BATCH_SIZE": str(bench.batch_size),
         "SAE_TRAINING_TOKENS": str(tokens),
@@ -260,8 +283,43 @@ def template_env(bench: BenchConfig, cache_dir: Path, value, tokens: int, epochs
     }
     if bench.heldout_tokens:
         env["SAE_HELDOUT_TOKENS"] = str(bench.heldout_tokens)
-    env["SAE_K" if bench.variant == "topk" else "SAE_SPARSITY_PENALTY"] = str(value)
     return env
+
+
+def bench_settings(bench: BenchConfig, value, tokens: int, epochs: int, config):
+    """experiment.py's Settings for one in-process run: its run_settings(config) with the benchmark's fields."""
+    return dataclasses.replace(experiment.run_settings(config), **settings_fields(bench, value, tokens, epochs))
+
+
+def set_run_settings(text: str, values: dict) -> str:
+    """experiment.py's text with each `name=...,` line of run_settings() set to `name=<value>,` (a trailing comment
+    is kept). Stops the benchmark when run_settings() is not found or a name does not match exactly one line."""
+    start = text.find("\ndef run_settings(")
+    end = text.find("\n\n\n", start)
+    if start < 0 or end < 0:
+        raise SystemExit("bench: experiment.py has no top-level run_settings() to write the configuration into")
+    body = text[start:end]
+    for name, value in values.items():
+        found = list(re.finditer(rf"^(?P<indent>[ \t]+){name}=[^,\n]*,", body, re.MULTILINE))
+        if len(found) != 1:
+            raise SystemExit(f"bench: {len(found)} lines of experiment.py's run_settings() set {name}= (one "
+                             f"expected); update set_run_settings() in {Path(__file__).name} to the template")
+        line = found[0]
+        body = f"{body[:line.start()]}{line['indent']}{name}={value!r},{body[line.end():]}"
+    return text[:start] + body + text[end:]
+
+
+def configured_template(bench: BenchConfig, value, root: Path) -> Path:
+    """A copy of the template snapshot whose run_settings() sets this configuration's variant and knob, as a coder
+    edits experiment.py for a run. Its modules are byte-compiled here, untimed, as the in-process import of the
+    snapshot had left them when all runs shared one copy."""
+    copy = root / "template"
+    shutil.copytree(TEMPLATE_DIR, copy, ignore=SNAPSHOT_IGNORE)
+    script = copy / "experiment.py"
+    script.write_text(set_run_settings(script.read_text(), {"variant": bench.variant, KNOB[bench.variant]: value}))
+    if not compileall.compile_dir(copy, quiet=1):
+        raise SystemExit(f"bench: the configured template in {copy} does not compile")
+    return copy
 
 
 def fresh_cache_dir(root: Path) -> Path:
@@ -386,22 +444,30 @@ def run_saelens_multi(bench: BenchConfig, model, dataset, out_dir: Path, context
 # --------------------------------------------------------------------------------------------- our side
 
 
-def run_ours(bench: BenchConfig, value, cache_dir: Path, out_dir: Path, log_dir: Path) -> dict:
-    """One `python experiment.py --out_dir=...` subprocess, as the research loop launches it."""
-    env = {**os.environ, **template_env(bench, cache_dir, value, bench.tokens, bench.epochs)}
+def run_ours(bench: BenchConfig, value, template: Path, cache_dir: Path, out_dir: Path, log_dir: Path) -> dict:
+    """One `python experiment.py --out_dir=...` subprocess in `template` (configured_template() for this value), as
+    the research loop launches it. Stops the benchmark unless final_info.json records the settings asked for."""
+    env = {**os.environ, **template_env(bench, cache_dir, bench.tokens, bench.epochs)}
     log = log_dir / f"{out_dir.name}.log"
     started = time.perf_counter()
     with open(log, "w") as handle:
-        done = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out_dir}"], cwd=TEMPLATE_DIR,
+        done = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out_dir}"], cwd=template,
                               env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=3600)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"experiment.py failed for {value} (exit {done.returncode}); log {log}:\n{tail}")
     info = json.loads((out_dir / "final_info.json").read_text())
+    recorded = {**info["settings"]["means"], **info["settings"]["choices"]}
+    wanted = settings_fields(bench, value, bench.tokens, bench.epochs)
+    differ = {name: (recorded.get(name), want) for name, want in wanted.items() if recorded.get(name) != want}
+    if differ:
+        raise SystemExit(f"experiment.py ran other settings than the benchmark's for {value} "
+                         f"(name: (recorded, wanted)): {differ}")
     means = info["training"]["means"]
     return {
         "value": value,
+        "settings": {name: recorded[name] for name in wanted},
         "wall_s": wall,
         "in_process_s": means["wall_seconds"],
         "setup_s": means["setup_seconds"],
@@ -439,9 +505,11 @@ def sweep(bench: BenchConfig, root: Path) -> tuple[dict, Path]:
     dataset_s = time.perf_counter() - t0
     print(f"SAELens side: model loaded in {model_load_s:.1f} s, {len(rows)} token rows built in {dataset_s:.1f} s")
 
+    templates = [configured_template(bench, value, root / "templates" / f"run_{i}")
+                 for i, value in enumerate(bench.sweep_values, start=1)]
     ours_runs, saelens_runs = [], []
-    for i, value in enumerate(bench.sweep_values, start=1):
-        ours_runs.append(run_ours(bench, value, cache_dir, root / "ours" / f"run_{i}", root / "logs"))
+    for i, (value, template) in enumerate(zip(bench.sweep_values, templates), start=1):
+        ours_runs.append(run_ours(bench, value, template, cache_dir, root / "ours" / f"run_{i}", root / "logs"))
         print(f"  ours    run_{i} ({value}): {ours_runs[-1]['wall_s']:.1f} s")
         saelens_runs.append(run_saelens(bench, value, model, dataset, root / "saelens" / f"run_{i}", context))
         print(f"  SAELens run_{i} ({value}): {saelens_runs[-1]['wall_s']:.1f} s")
@@ -451,6 +519,8 @@ def sweep(bench: BenchConfig, root: Path) -> tuple[dict, Path]:
     sae_tokens = bench.sae_tokens * len(bench.sweep_values)
     checks = {
         "ours_tokens_per_run": [r["training_tokens"] for r in ours_runs],
+        # What each of ours' runs recorded as its KNOB (run_ours() has already checked every field it sets).
+        "ours_recorded_values": [r["settings"][KNOB[bench.variant]] for r in ours_runs],
         "token_rows_prefix_equal": check_token_prefix(bench, model.tokenizer, context, rows),
         "activation_max_abs_diff": compare_first_activations(bench, model, dataset, cache_dir, context),
     }
@@ -524,22 +594,23 @@ def ours_step_run(bench: BenchConfig, acts: torch.Tensor) -> tuple[float, float]
     """Seconds for experiment.train() over acts (one epoch: len(acts) / batch_size steps), and the trained SAE's
     L0 on the first batch."""
     steps = len(acts) // bench.batch_size
-    warmup, _ = bench.schedule(steps)
-    env = template_env(bench, Path(tempfile.gettempdir()), bench.step_run[1], len(acts), 1)
-    env["SAE_WARMUP_STEPS"] = str(warmup)
-    config = load_config(TEMPLATE_DIR / "config.toml", environ=env)
-    torch.manual_seed(config.seed)
-    sae = experiment.SAE_CLASSES[config.variant](
-        config=config, d_in=PRESET.d_model, d_sae=bench.d_sae,
-        hook=HookSpec(PRESET.model_name, PRESET.layer, PRESET.hook_name),
-        device="cpu", generator=torch.Generator().manual_seed(config.seed),
-    )
-    workspace = SimpleNamespace(train=as_cached_activations(acts), device="cpu", scale=1.0)
+    config, settings = step_settings(bench, acts)
+    sae = experiment.build_sae(settings, PRESET.d_model, HOOK, "cpu")
+    # The parts of the template's Workspace that train() reads (log_every comes from workspace.config).
+    workspace = SimpleNamespace(train=as_cached_activations(acts), device="cpu", scale=1.0, config=config)
     started = time.perf_counter()
-    facts = experiment.train(sae, workspace, config)
+    facts = experiment.train(sae, workspace, settings)
     seconds = time.perf_counter() - started
     assert facts["training_steps"] == steps, facts["training_steps"]
     return seconds, l0(sae.encode, acts[:bench.batch_size])
+
+
+def step_settings(bench: BenchConfig, acts: torch.Tensor):
+    """(configuration, Settings) of the step benchmark's run over acts: one epoch, the step value, the template's
+    schedule shortened to the run as SAELens's is (bench.schedule)."""
+    env = template_env(bench, Path(tempfile.gettempdir()), len(acts), 1)
+    config = load_config(TEMPLATE_DIR / "config.toml", environ=env)
+    return config, bench_settings(bench, bench.step_run[1], len(acts), 1, config)
 
 
 def l0(encode, x: torch.Tensor) -> float:
@@ -579,13 +650,9 @@ def saelens_step_run(bench: BenchConfig, acts: torch.Tensor) -> tuple[float, flo
 
 def paired_trainers(bench: BenchConfig, acts: torch.Tensor, total_steps: int):
     """Our CustomTrainer and SAELens's SAETrainer, each with a fresh SAE of the benchmark's variant and sizes."""
-    config = load_config(TEMPLATE_DIR / "config.toml", environ=template_env(
-        bench, Path(tempfile.gettempdir()), bench.step_run[1], len(acts), 1))
-    ours_sae = experiment.SAE_CLASSES[config.variant](
-        config=config, d_in=PRESET.d_model, d_sae=bench.d_sae,
-        hook=HookSpec(PRESET.model_name, PRESET.layer, PRESET.hook_name),
-        device="cpu", generator=torch.Generator().manual_seed(0))
-    return experiment.CustomTrainer(ours_sae, config, total_steps=total_steps), saelens_trainer(bench, acts)
+    _, settings = step_settings(bench, acts)
+    ours_sae = experiment.build_sae(settings, PRESET.d_model, HOOK, "cpu")
+    return experiment.CustomTrainer(ours_sae, settings, total_steps), saelens_trainer(bench, acts)
 
 
 def interleaved_steps(bench: BenchConfig, acts: torch.Tensor) -> tuple[dict, tuple]:
@@ -642,8 +709,8 @@ def step_benchmark(bench: BenchConfig, cache_dir: Path | None) -> dict:
         ours_s.append(seconds)
         seconds, saelens_l0 = saelens_step_run(bench, acts)
         saelens_s.append(seconds)
-        print(f"  step benchmark, {steps} steps at {value}: ours {steps / ours_s[-1]:.3f} steps/s (L0 {ours_l0:.1f} at the "
-              f"end), SAELens {steps / saelens_s[-1]:.3f} steps/s (L0 {saelens_l0:.1f})")
+        print(f"  step benchmark, {steps} steps at {value}: ours {steps / ours_s[-1]:.3f} steps/s "
+              f"(L0 {ours_l0:.1f} at the end), SAELens {steps / saelens_s[-1]:.3f} steps/s (L0 {saelens_l0:.1f})")
     ours_rate, saelens_rate = steps / min(ours_s), steps / min(saelens_s)
     result = {
         "steps": steps,
@@ -675,12 +742,14 @@ def print_report(bench: BenchConfig, sweep_result: dict | None, step_result: dic
     print(f"Model {PRESET.model_name}, hook {PRESET.hook_name}, d_sae {bench.d_sae}, batch {bench.batch_size}, "
           f"{bench.tokens} tokens per run, float32 on the CPU, variant {bench.variant}")
     if step_result:
-        print(f"\nWhole training runs of {step_result['steps']} SAE updates at {step_result['value']} on one shared tensor of activations (best "
-              f"of the repetitions); L0 after training: ours {step_result['ours_final_l0']:.1f}, "
+        print(f"\nWhole training runs of {step_result['steps']} SAE updates at {step_result['value']} on one shared "
+              f"tensor of activations (best of the repetitions); L0 after training: ours "
+              f"{step_result['ours_final_l0']:.1f}, "
               f"SAELens {step_result['saelens_final_l0']:.1f}")
         print(f"  {'side':10} {'steps/s':>9} {'tokens/s':>10}")
         for side in ("ours", "saelens"):
-            print(f"  {side:10} {step_result[f'{side}_steps_per_s']:9.3f} {step_result[f'{side}_step_tokens_per_s']:10.0f}")
+            print(f"  {side:10} {step_result[f'{side}_steps_per_s']:9.3f} "
+                  f"{step_result[f'{side}_step_tokens_per_s']:10.0f}")
         print(f"  step_ratio (ours / SAELens) = {step_result['step_ratio']:.2f}; with single steps interleaved "
               f"(median): {step_result['step_ratio_interleaved']:.2f}")
         for side, prof in step_result.get("profile", {}).items():
@@ -700,12 +769,32 @@ def print_report(bench: BenchConfig, sweep_result: dict | None, step_result: dic
               f"token rows {fixed['token_rows']:.1f} s")
         print(f"  total: ours {sweep_result['ours_sweep_seconds']:.1f} s "
               f"({sweep_result['ours_sweep_tokens_per_s']:.0f} SAE tokens/s), SAELens "
-              f"{sweep_result['saelens_sweep_seconds']:.1f} s ({sweep_result['saelens_sweep_tokens_per_s']:.0f} SAE tokens/s)")
+              f"{sweep_result['saelens_sweep_seconds']:.1f} s "
+              f"({sweep_result['saelens_sweep_tokens_per_s']:.0f} SAE tokens/s)")
         print(f"  sweep_ratio (ours / SAELens, tokens/s) = {sweep_result['sweep_ratio']:.2f}")
         if "sweep_ratio_vs_multi" in sweep_result:
             print(f"  against SAELens's MultiSAETrainingRunner: {sweep_result['saelens_multi_sweep_seconds']:.1f} s, "
                   f"ratio {sweep_result['sweep_ratio_vs_multi']:.2f}")
         print(f"  checks: {sweep_result['checks']}")
+
+
+def sweep_parts(sweep_result: dict) -> dict:
+    """Where the sweep's seconds went, per side (means over runs; ours' first run computes the activations)."""
+    ours, theirs = sweep_result["ours_runs"], sweep_result["saelens_runs"]
+
+    def mean(values: list) -> float:
+        return round(float(np.mean(values or [0])), 1)
+
+    return {
+        "ours_first_run_s": round(ours[0]["wall_s"], 1),
+        "ours_later_runs_mean_s": mean([r["wall_s"] for r in ours[1:]]),
+        "ours_outside_main_mean_s": mean([r["wall_s"] - r["in_process_s"] for r in ours]),
+        "ours_setup_later_runs_mean_s": mean([r["setup_s"] for r in ours[1:]]),
+        "ours_train_mean_s": mean([r["train_s"] for r in ours]),
+        "saelens_run_mean_s": mean([r["wall_s"] for r in theirs]),
+        "saelens_lm_mean_s": mean([r["lm_s"] for r in theirs]),
+        "saelens_once_s": round(sum(sweep_result["saelens_fixed_s"].values()), 1),
+    }
 
 
 def summary_json(bench: BenchConfig, machine: dict, loads: dict, sweep_result, step_result) -> dict:
@@ -721,16 +810,7 @@ def summary_json(bench: BenchConfig, machine: dict, loads: dict, sweep_result, s
         "saelens_sweep_tokens_per_s": sweep_result and round(sweep_result["saelens_sweep_tokens_per_s"], 1),
         "ours_sweep_seconds": sweep_result and round(sweep_result["ours_sweep_seconds"], 1),
         "saelens_sweep_seconds": sweep_result and round(sweep_result["saelens_sweep_seconds"], 1),
-        "sweep_parts": sweep_result and {
-            "ours_first_run_s": round(sweep_result["ours_runs"][0]["wall_s"], 1),
-            "ours_later_runs_mean_s": round(float(np.mean([r["wall_s"] for r in sweep_result["ours_runs"][1:]] or [0])), 1),
-            "ours_outside_main_mean_s": round(float(np.mean([r["wall_s"] - r["in_process_s"] for r in sweep_result["ours_runs"]])), 1),
-            "ours_setup_later_runs_mean_s": round(float(np.mean([r["setup_s"] for r in sweep_result["ours_runs"][1:]] or [0])), 1),
-            "ours_train_mean_s": round(float(np.mean([r["train_s"] for r in sweep_result["ours_runs"]])), 1),
-            "saelens_run_mean_s": round(float(np.mean([r["wall_s"] for r in sweep_result["saelens_runs"]])), 1),
-            "saelens_lm_mean_s": round(float(np.mean([r["lm_s"] for r in sweep_result["saelens_runs"]])), 1),
-            "saelens_once_s": round(sum(sweep_result["saelens_fixed_s"].values()), 1),
-        },
+        "sweep_parts": sweep_result and sweep_parts(sweep_result),
         "device": "cpu",
         "model": PRESET.model_name,
         "layer": PRESET.layer,
@@ -782,7 +862,7 @@ def parse_args(argv=None) -> BenchConfig:
     parser.add_argument("--heldout-tokens", type=int, help="ours' held-out tokens (default: the template's 32,768)")
     parser.add_argument("--step-steps", type=int, help="SAE updates per timed step-benchmark repetition (default: "
                         "one run of the template at its default sizes, 438 steps)")
-    parser.add_argument("--step-value", help="the step benchmark's L1 coefficient or k (default: config.toml's)")
+    parser.add_argument("--step-value", help="the step benchmark's L1 coefficient or k (default: run_settings()'s)")
     parser.add_argument("--step-repeats", type=int, help="timed repetitions per side (default 3)")
     parser.add_argument("--profile-steps", type=int, help="steps profiled per side (default 3, 0 = off)")
     parser.add_argument("--with-multi", action="store_true",
