@@ -125,6 +125,8 @@ class Manifest:
     """The template's folder (or an idea folder made from it)."""
     name: str
     description: str
+    field: str
+    """The research area of the template's ideas, named to the reviewers and to the novelty check."""
     python: Path
     setup: str
     editable: tuple[str, ...]
@@ -229,6 +231,7 @@ class _Reader:
             path=template,
             name=name,
             description=self.get(meta, "template", "description", str, ""),
+            field=self.get(meta, "template", "field", str, "machine learning"),
             python=Path(self.get(env, "environment", "python", str, required=True)),
             setup=self.get(env, "environment", "setup", str, ""),
             editable=editable,

@@ -89,7 +89,8 @@ def query_from(text: str) -> str | None:
 
 
 def check_novelty(
-    idea: dict, client: LiteratureClient, model: str, ledger: Ledger, budget: Budget, max_rounds: int = 10
+    idea: dict, client: LiteratureClient, model: str, ledger: Ledger, budget: Budget, max_rounds: int = 10,
+    field: str = "machine learning",
 ) -> NoveltyResult:
     """Let `model` search with `client` for up to `max_rounds` replies and decide whether `idea` is novel.
 
@@ -100,7 +101,7 @@ def check_novelty(
     result = NoveltyResult(status="undecided", novel=None, engine=client.name, rounds=0)
     seen_keys: set[str] = set()
     messages = [
-        {"role": "system", "content": render("novelty_system", max_rounds=max_rounds)},
+        {"role": "system", "content": render("novelty_system", max_rounds=max_rounds, field=field)},
         {"role": "user", "content": render(
             "novelty_idea", round_number=1, max_rounds=max_rounds, title=idea["Title"],
             experiment=idea["Experiment"], technical_details=idea.get("Technical_Details") or NOT_GIVEN,

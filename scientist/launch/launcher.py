@@ -33,7 +33,7 @@ def launch(args: argparse.Namespace) -> int:
     if checked.generate:
         prepare_llm(config)
         try:
-            ideas = idea_stage(args, config.template, ideas, coder_model(config), budget)
+            ideas = idea_stage(args, manifest, ideas, coder_model(config), budget)
         except BudgetExceeded as err:
             print(f"launch_scientist.py: {err}; stopped cleanly during idea generation, the ideas so far are in "
                   f"{config.results_dir / config.experiment}", file=sys.stderr)
@@ -210,7 +210,8 @@ def record_failure(folder: IdeaFolder, err: Exception):
     folder.commit(f"Idea failed: {type(err).__name__}")
 
 
-def idea_stage(args: argparse.Namespace, template: Path, seeds: list[dict], model: str, budget: Budget) -> list[dict]:
+def idea_stage(args: argparse.Namespace, manifest: Manifest, seeds: list[dict], model: str,
+               budget: Budget) -> list[dict]:
     """Generate ideas, check each against the literature, and return the ones to run.
 
     Everything goes into results/<experiment>/<timestamp>_ideas/: ideas.json (each idea with its novelty evidence)
@@ -225,7 +226,7 @@ def idea_stage(args: argparse.Namespace, template: Path, seeds: list[dict], mode
     launch_dir = experiment_results / f"{time.strftime('%Y%m%d_%H%M%S')}_ideas"
     ideas_path = launch_dir / IDEAS_FILE
     ledger = Ledger(launch_dir / "cost_ledger.json")
-    ideas = generate_ideas(template, ideas_path, seeds + read_archive(experiment_results), model, ledger, budget,
+    ideas = generate_ideas(manifest.path, ideas_path, seeds + read_archive(experiment_results), model, ledger, budget,
                            args.num_ideas, args.num_reflections)
     if args.skip_novelty_check:
         log.info("Novelty not checked (--skip-novelty-check): %d idea(s) run with novel: null", len(ideas))
@@ -233,7 +234,7 @@ def idea_stage(args: argparse.Namespace, template: Path, seeds: list[dict], mode
     client = make_client(args.engine, args.results_dir / ".literature_cache",
                          base_url=os.environ.get(LITERATURE_URL_VARIABLE) or None)
     for idea in ideas:
-        result = check_novelty(idea, client, model, ledger, budget)
+        result = check_novelty(idea, client, model, ledger, budget, field=manifest.field)
         idea["novel"] = result.novel
         idea["provenance"]["novelty"] = {"status": result.status, "engine": result.engine, "queries": result.queries,
                                          "papers": result.papers_seen, "reason": result.reason}

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "review_form.schema.json"
 REVIEW_FILE = "review.json"
+# The research area the reviewers are told the papers come from, when the template names none (its manifest's
+# template.field).
+GENERAL_FIELD = "machine learning"
 PDFTOTEXT_TIMEOUT_S = 120
 RETRIES = 1
 # jsonschema quotes the faulty value in its message; a whole review quoted back would bury the point.
@@ -76,7 +79,7 @@ def pdf_text(pdf: Path) -> str:
 
 
 def review_paper(pdf: Path, model: str, ledger: Ledger, budget: Budget, num_reviews: int = 3,
-                 temperature: float = 0.75) -> dict:
+                 temperature: float = 0.75, field: str = GENERAL_FIELD) -> dict:
     """`num_reviews` independent reviews of the paper and a meta-review of them.
 
     Returns {"reviews", "meta_review", "dropped", "model", "num_reviews"}: "reviews" holds the reviews that fit the
@@ -86,7 +89,7 @@ def review_paper(pdf: Path, model: str, ledger: Ledger, budget: Budget, num_revi
     """
     if num_reviews < 1:
         raise ValueError(f"num_reviews must be >= 1, got {num_reviews}")
-    system = {"role": "system", "content": render("review_system")}
+    system = {"role": "system", "content": render("review_system", field=field)}
     paper = {"role": "user", "content": render("review_paper", paper_text=pdf_text(pdf))}
     reviews, dropped = [], []
     for number in range(1, num_reviews + 1):

@@ -26,6 +26,7 @@ from scientist.store.folder import IdeaFolder
 
 log = logging.getLogger(__name__)
 LATEX_TEMPLATE = "latex"
+WRITING_TIPS = "writing_tips.json"
 FIX_ATTEMPTS = 2
 
 
@@ -52,7 +53,11 @@ class PaperWriter:
         self.figure_labels = write_figures(folder.path, manifest, self.latex_dir)
         self.figure_labels += write_appendix(finished, manifest, folder.path, self.latex_dir)
         self.cite_keys = write_bibliography(papers, self.latex_dir)
-        self.tips = json.loads((PROMPTS_DIR / "writeup_tips.json").read_text())
+        # A template may give writing tips of its own for each section (latex/writing_tips.json); the general ones
+        # fill in any section it leaves out.
+        own = manifest.path / LATEX_TEMPLATE / WRITING_TIPS
+        self.tips = {**json.loads((PROMPTS_DIR / "writeup_tips.json").read_text()),
+                     **(json.loads(own.read_text()) if own.is_file() else {})}
         self.reverted: list[str] = []
         self.checks = PassedChecks(folder.path / "logs" / "latex_checks.json")
 

@@ -32,5 +32,5 @@ class ReviewStage:
         idea.update(stage="reviewing paper")
         pdf = idea.folder.path / idea.state.paper.pdf
         write_review(idea.folder.path, review_paper(pdf, idea.model, idea.ledger, idea.budget,
-                                                    num_reviews=idea.config.num_reviews))
+                                                    num_reviews=idea.config.num_reviews, field=idea.manifest.field))
         idea.folder.commit("Paper reviews")
