@@ -7,6 +7,7 @@ field. A manifest that cannot be read fails with one message naming the file, th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import tomllib
@@ -17,6 +18,8 @@ from types import MappingProxyType
 from typing import Literal
 
 MANIFEST_FILE = "template.toml"
+# A metric table named "group.*" classifies every number of that group that has no table of its own.
+GROUP_RULE = "*"
 MANIFEST_DOC = "templates/README.md"
 Direction = Literal["higher", "lower", "target", "info", "unknown"]
 DIRECTIONS = ("higher", "lower", "target", "info")
@@ -68,8 +71,14 @@ class MetricRegistry:
         return len(self.metrics)
 
     def lookup(self, group: str, name: str) -> Metric:
-        """The registry's entry, or an 'unknown' one: a metric nobody classified must never be called better."""
-        return self._by_key.get((group, name)) or Metric(group, name, "unknown", "not in the metric registry")
+        """The registry's entry; else its group's rule ("group.*"), for a group of like numbers such as recorded
+        settings; else an 'unknown' one: a metric nobody classified must never be called better."""
+        if (group, name) in self._by_key:
+            return self._by_key[group, name]
+        rule = self._by_key.get((group, GROUP_RULE))
+        if rule is not None:
+            return dataclasses.replace(rule, name=name, display="", key_metric=False, aliases=())
+        return Metric(group, name, "unknown", "not in the metric registry")
 
     @property
     def key_metrics(self) -> tuple[Metric, ...]:
@@ -283,6 +292,8 @@ class _Reader:
             if (direction == "target") != (target is not None):
                 self.fail(f"{where}.target", 'given with direction "target", and only then')
             group, name = key.split(".", 1)
+            if name == GROUP_RULE and (entry.get("key") or entry.get("aliases")):
+                self.fail(where, "a group rule without key or aliases (they belong to single metrics)")
             metrics.append(Metric(
                 group, name, direction, self.get(entry, where, "description", str, required=True),
                 None if target is None else float(target), self.get(entry, where, "display", str, ""),

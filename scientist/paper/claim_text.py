@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from scientist.experiment.manifest import MetricRegistry
+from scientist.experiment.manifest import GROUP_RULE, MetricRegistry
 
 # How far a direction word may stand from its metric: "higher EV", "MSE of run 1 fell".
 WORDS_BEFORE_METRIC = 2
@@ -139,6 +139,8 @@ class _Vocabulary:
         self.registry = registry
         table = {}
         for metric in registry.metrics:
+            if metric.name == GROUP_RULE:
+                continue  # a group's rule names no metric that prose could
             table[_normal(metric.key)] = metric.key
             if "_" in metric.name:
                 table[_normal(metric.name)] = table[_normal(metric.name.replace("_", " "))] = metric.key

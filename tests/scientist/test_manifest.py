@@ -31,6 +31,8 @@ def test_two_templates_ship():
     (lambda text: text.replace("above = 0", "", 1), "baseline.require[0]", "exactly one of above or at_least"),
     (lambda text: text + "\n[[stages]]\nname = 3\n", "stages[0].name", "a string"),
     (lambda text: text + "\nthis is not toml\n", "not valid TOML", "fix the syntax"),
+    (lambda text: text.replace('[metrics."config.*"]\n', '[metrics."config.*"]\nkey = true\n'), 'metrics."config.*"',
+     "a group rule without key or aliases"),
 ])
 def test_a_wrong_manifest_names_the_file_the_field_and_the_fix(change, field, fix, tmp_path):
     template = tmp_path / "modular_arithmetic"
@@ -49,3 +51,13 @@ def test_a_template_without_a_manifest_is_told_what_to_add(tmp_path):
     (tmp_path / "t" / MANIFEST_FILE).unlink()
     with pytest.raises(ManifestError, match="missing; every template needs a template.toml manifest"):
         load_manifest(tmp_path / "t")
+
+
+def test_a_group_rule_classifies_the_numbers_of_its_group_that_have_no_table():
+    """An idea may add a setting of its own: the recorded settings are descriptions of the run, never scores."""
+    metrics = load_manifest(REPO / "templates" / "modular_arithmetic").metrics
+    assert metrics.lookup("config", "dropout").direction == "info"
+    assert metrics.lookup("config", "lr").description == "AdamW peak learning rate"  # its own table wins
+    assert metrics.lookup("final", "dropout").direction == "unknown"  # no rule for that group
+    sae = load_manifest(REPO / "templates" / "sae_variants").metrics
+    assert sae.lookup("settings", "nesting_levels").direction == "info"
