@@ -53,7 +53,7 @@ baseline: setup
 	$(ORCH_PY) -m scientist.experiment.baseline $(TEMPLATE) && cd $(TEMPLATE) && .venv/bin/python plot.py
 
 demo: setup
-	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2 --writeup latex
+	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2
 
 test: setup
 	$(ORCH_PY) -m ruff check .

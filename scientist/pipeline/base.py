@@ -66,7 +66,7 @@ class Stage(Protocol):
     own, and one line in scientist/pipeline/__init__.py's STAGES."""
 
     def applies(self, idea: IdeaRun) -> bool:
-        """Whether this idea goes through the stage (a paper needs --writeup and at least one run)."""
+        """Whether this idea goes through the stage (a paper needs a run, and no --no-writeup)."""
 
     def run(self, idea: IdeaRun) -> None:
         """Do the stage; a failure the idea can go on without is logged, not raised."""
