@@ -30,10 +30,18 @@ def description_from(reply: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+# An edit block in a reply: its file name on a line of its own, then a fenced block.
+EDIT_BLOCK = re.compile(r"^[^\s`]+\n```", flags=re.MULTILINE)
+
+
 def interpretation_from(reply: str) -> str | None:
+    """The prose after INTERPRETATION:, without any edit block that follows it: code is not part of the notes (and
+    its numbers are not claims about the results)."""
     match = re.search(r"^\s*INTERPRETATION:\s*(.+?)(?:^\s*DESCRIPTION:|^\s*ALL_COMPLETED|\Z)", reply,
                       flags=re.MULTILINE | re.DOTALL)
-    return match.group(1).strip() if match else None
+    if not match:
+        return None
+    return EDIT_BLOCK.split(match.group(1), maxsplit=1)[0].strip() or None
 
 
 def correction_from(reply: str) -> str | None:

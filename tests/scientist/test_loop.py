@@ -154,7 +154,8 @@ def test_the_last_run_is_interpreted_and_later_edits_are_undone(templates_dir, t
     assert launch(templates_dir, tmp_path, "--max-runs", "1") == 0
     folder = idea_folder(tmp_path)
     notes = (folder / "notes.txt").read_text()
-    assert "Interpretation of run 1 (written by the LLM coder):\nonly one run was allowed." in notes
+    assert "Interpretation of run 1 (written by the LLM coder):\nonly one run was allowed.\n\n" in notes
+    assert "SEARCH" not in notes, "the edit that came with the interpretation is not part of the notes"
     assert PENALTY.format(0.4) in (folder / "experiment.py").read_text()
     assert "edit was undone" in (folder / "log.txt").read_text()
     # The notes coder may edit only notes.txt: its edit to plot.py is refused.
