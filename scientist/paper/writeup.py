@@ -46,7 +46,7 @@ class PaperWriter:
                  papers: list[dict], sections: tuple[str, ...] = SECTIONS):
         """`sections`: the ones the coder writes, in order (all by default); the others keep their text."""
         self.folder, self.idea, self.model, self.ledger, self.budget = folder, folder.idea, model, ledger, budget
-        self.sections = sections
+        self.sections, self.manifest = sections, manifest
         self.latex_dir = copy_template(manifest.path / LATEX_TEMPLATE, folder.path)
         finished = folder.finished_runs()
         write_results_table(finished, manifest.metrics, self.latex_dir)
@@ -123,14 +123,14 @@ class PaperWriter:
     def feed_back_contradictions(self) -> list[str]:
         """Claims in the paper that the result files contradict go back to the coder once; returns what remains.
         A section's contradictions depend on its own text only, so one check serves every section."""
-        found_by_file = contradictions_by_file(self.folder.path)
+        found_by_file = contradictions_by_file(self.folder.path, self.manifest)
         for section in SECTIONS:
             found = found_by_file.get(f"{section}.tex", [])
             if found:
                 self.edit(section, render("writeup_lint", section_file=self.section_file(section),
                                           problems="\n".join(found), cite_keys=", ".join(self.cite_keys) or "none"),
                           f"Paper: {section} contradictions fixed")
-        remaining_by_file = contradictions_by_file(self.folder.path)
+        remaining_by_file = contradictions_by_file(self.folder.path, self.manifest)
         remaining = [c for section in SECTIONS for c in remaining_by_file.get(f"{section}.tex", [])]
         for contradiction in remaining:
             self.folder.log(f"writeup: the paper contradicts the results: {contradiction}")

@@ -33,8 +33,8 @@ class PlotStage:
         figures = ", ".join(plot.file for plot in idea.manifest.plots)
         notes_coder.ask(render("coder_plot_notes", figures=figures), stage="plot_notes")
         folder.commit("Figure descriptions in notes.txt")
-        found = notes_contradictions(folder)
+        found = notes_contradictions(folder, idea.manifest)
         if found:
             notes_coder.ask(render("coder_notes_contradictions", contradictions="\n".join(found)), stage="notes_check")
             folder.commit("notes.txt corrected after the claim check")
-            idea.update(notes_contradictions=notes_contradictions(folder))
+            idea.update(notes_contradictions=notes_contradictions(folder, idea.manifest))

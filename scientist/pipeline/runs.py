@@ -12,6 +12,7 @@ import logging
 import re
 from pathlib import Path
 
+from scientist.experiment.manifest import Manifest
 from scientist.experiment.metrics import results_block
 from scientist.experiment.runner import FATAL_LINT_CODES, RunAttempts, lint
 from scientist.llm.prompts import render
@@ -49,9 +50,10 @@ def correction_from(reply: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def notes_contradictions(folder: IdeaFolder) -> list[str]:
-    """What the claim checker finds wrong in notes.txt (the paper is checked by the write-up stage)."""
-    return contradictions_by_file(folder.path).get(folder.notes.name, [])
+def notes_contradictions(folder: IdeaFolder, manifest: Manifest) -> list[str]:
+    """What the claim checker finds wrong in notes.txt (the paper is checked by the write-up stage), judged by the
+    template's manifest (an idea folder made before manifests existed has no copy of its own)."""
+    return contradictions_by_file(folder.path, manifest).get(folder.notes.name, [])
 
 
 def code_digest(path: Path) -> str:
@@ -180,7 +182,7 @@ class ExperimentLoop:
     def check_interpretation(self, run_number: int, text: str):
         """The claim checker reads notes.txt after each interpretation. Contradictions go back to the coder once; its
         correction replaces the interpretation, and what still contradicts the results is kept in state.json."""
-        found = notes_contradictions(self.folder)
+        found = notes_contradictions(self.folder, self.idea_run.manifest)
         if not found:
             return
         what = f"your interpretation of run {run_number}"
@@ -196,7 +198,7 @@ class ExperimentLoop:
             atomic_write_text(notes, notes.read_text().replace(
                 text, f"{correction}\n(Corrected after the claim check.)", 1))
             self.folder.commit(f"Coder's interpretation of run {run_number}, corrected after the claim check")
-        self.record_contradictions(notes_contradictions(self.folder))
+        self.record_contradictions(notes_contradictions(self.folder, self.idea_run.manifest))
 
     def record_contradictions(self, remaining: list[str]):
         for contradiction in remaining:
