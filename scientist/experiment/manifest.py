@@ -1,8 +1,9 @@
 """A template's manifest (templates/<name>/template.toml): the only way the orchestrator learns about a template.
 
 It names the experiment environment, the files the coder may edit, the results schema, the metric registry, the
-plots, the extra stages, the settings check and what a usable baseline shows. templates/README.md documents every
-field. A manifest that cannot be read fails with one message naming the file, the field and the fix.
+plots, the extra stages, the settings check, what a usable baseline shows and where runs leave the contexts for
+autointerp. templates/README.md documents every field. A manifest that cannot be read fails with one message naming
+the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -107,6 +108,14 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Autointerp:
+    """Where a run leaves the contexts the research loop's autointerp stage scores its features on."""
+
+    contexts: str
+    """A path inside a run folder, e.g. "autointerp_contexts.json"; templates/README.md gives its format."""
+
+
+@dataclass(frozen=True)
 class Requirement:
     """A condition on one metric of run_0 that a usable baseline meets."""
 
@@ -155,6 +164,8 @@ class Manifest:
     metrics: MetricRegistry
     plots: tuple[Plot, ...]
     stages: tuple[Stage, ...] = field(default=())
+    autointerp: Autointerp | None = None
+    """None: the template's runs leave no contexts, and its ideas get no autointerp stage."""
 
     @property
     def file(self) -> Path:
@@ -259,6 +270,7 @@ class _Reader:
             metrics=self.metrics(),
             plots=tuple(self.plot(i, p) for i, p in enumerate(self.array("plots"))),
             stages=tuple(self.stage(i, s) for i, s in enumerate(self.array("stages"))),
+            autointerp=self.autointerp(),
         )
 
     def array(self, key: str, table: dict | None = None) -> list[dict]:
@@ -312,6 +324,16 @@ class _Reader:
         where = f"stages[{index}]"
         return Stage(*(self.get(item, where, key, str, "", required=key in ("name", "module"))
                        for key in ("name", "module", "needs", "output", "appendix")))
+
+    def autointerp(self) -> Autointerp | None:
+        if "autointerp" not in self.data:
+            return None
+        table = self.table(self.data, "autointerp")
+        contexts = self.get(table, "autointerp", "contexts", str, required=True)
+        path = Path(contexts)
+        if not contexts or path.is_absolute() or ".." in path.parts:
+            self.fail("autointerp.contexts", 'a file name inside a run folder, e.g. "autointerp_contexts.json"')
+        return Autointerp(contexts)
 
 
 _KINDS = {str: "a string", bool: "true or false", list: "a list", (int, float): "a number", dict: "a table"}

@@ -91,7 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="End each idea after its plots: no paper, no review.")
     parser.add_argument("--num-reviews", type=int, default=3,
                         help="Independent reviews of each paper before the meta-review (default 3).")
+    parser.add_argument("--autointerp-features", type=non_negative_int, default=8, metavar="N",
+                        help="Features of each run the LLM explains and is scored on, when the template's runs leave "
+                             "contexts for it (default 8; 0 turns autointerp off).")
     return parser
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0; give 0 or more")
+    return value
 
 
 def check_worker_flags(args: argparse.Namespace):

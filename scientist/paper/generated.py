@@ -20,6 +20,7 @@ FIGURES_DIR = "figures"
 
 SIGNIFICANT_DIGITS = 4
 DESCRIPTION_WIDTH = "4.2cm"
+WIDE_TABLE_COLUMNS = 7  # more metric columns than this are scaled to the text width (graphicx's \resizebox)
 BASELINE_DESCRIPTION = "Baseline"
 MISSING_DESCRIPTION = "no description given"
 MISSING_VALUE = "--"
@@ -118,6 +119,17 @@ def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex
             cells.append(rf"\textbf{{{number}}}" if i in best else number)
         rows.append(cells)
     legend = "; ".join(f"{heading}: {meaning}" for _, heading, meaning, *_ in columns)
+    tabular = [
+        rf"  \begin{{tabular}}{{r>{{\raggedright\arraybackslash}}p{{{DESCRIPTION_WIDTH}}}{'r' * len(columns)}}}",
+        r"    \toprule",
+        "    " + " & ".join(header) + r" \\",
+        r"    \midrule",
+        *("    " + " & ".join(cells) + r" \\" for cells in rows),
+        r"    \bottomrule",
+        r"  \end{tabular}",
+    ]
+    if len(columns) > WIDE_TABLE_COLUMNS:
+        tabular = [r"  \resizebox{\linewidth}{!}{%", *tabular, "  }"]
     caption = (
         f"Key metrics for the baseline (run 0) and each successful run, to {SIGNIFICANT_DIGITS} "
         r"significant digits as each run's final\_info.json records them. Bold marks the best value of each scored "
@@ -129,13 +141,7 @@ def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex
         r"  \small",
         f"  \\caption{{{caption}}}",
         r"  \label{tab:results}",
-        rf"  \begin{{tabular}}{{r>{{\raggedright\arraybackslash}}p{{{DESCRIPTION_WIDTH}}}{'r' * len(columns)}}}",
-        r"    \toprule",
-        "    " + " & ".join(header) + r" \\",
-        r"    \midrule",
-        *("    " + " & ".join(cells) + r" \\" for cells in rows),
-        r"    \bottomrule",
-        r"  \end{tabular}",
+        *tabular,
         r"\end{table}",
     ]
     path = latex_dir / TABLE_FILE

@@ -1,6 +1,9 @@
 """The stages of an idea, listed once and in order. Launch, resume and the workers all drive this pipeline.
 
-    runs -> plots -> the template's own stages (its manifest's [[stages]]) -> paper -> review
+    runs -> autointerp (when the manifest has [autointerp]) -> plots -> the template's own stages (its manifest's
+    [[stages]]) -> paper -> review
+
+Autointerp comes before the plots so that the figures, the notes and the paper's table can show its scores.
 
 Each stage is a class with `applies(idea)` and `run(idea)` (base.Stage); a new stage is a file of its own and one
 line in `stages`.
@@ -8,6 +11,7 @@ line in `stages`.
 
 from __future__ import annotations
 
+from scientist.pipeline.autointerp import AutointerpStage
 from scientist.pipeline.base import IdeaRun, Stage
 from scientist.pipeline.paper import PaperStage, ReviewStage
 from scientist.pipeline.plots import PlotStage
@@ -20,6 +24,7 @@ DONE_COMMIT = "Idea done"
 def stages(idea: IdeaRun) -> list[Stage]:
     return [
         RunsStage(),
+        AutointerpStage(),
         PlotStage(),
         *(TemplateStage(spec) for spec in idea.manifest.stages),
         PaperStage(),

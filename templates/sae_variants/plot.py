@@ -3,7 +3,7 @@
 Reads each ``run_<n>/final_info.json`` (plus ``feature_frequencies.npy`` and
 ``training_log.jsonl`` where present) under the root folder and writes:
 
-- metrics_comparison.png: core metrics per run, in four panels
+- metrics_comparison.png: core and interpretability metrics per run, in six panels
 - feature_density.png: histograms of log10 feature activation frequency
 - activation_frequency_rank.png: feature activation frequency against rank
 - training_curves.png: loss, mse, L0 and dead fraction against training tokens
@@ -66,10 +66,10 @@ class Run:
     color: str
     info: dict = field(repr=False)
 
-    def metric(self, key):
-        """Return ``info["core"]["means"][key]`` as a float, or None if it is not a usable number."""
-        core = self.info.get("core")
-        means = core.get("means") if isinstance(core, dict) else None
+    def metric(self, key, group="core"):
+        """Return ``info[group]["means"][key]`` as a float, or None if it is not a usable number."""
+        body = self.info.get(group)
+        means = body.get("means") if isinstance(body, dict) else None
         return as_number(means.get(key)) if isinstance(means, dict) else None
 
 
@@ -178,12 +178,12 @@ def label_runs_axis(ax, runs):
     ax.set_xlim(-0.6, len(runs) - 0.4)
 
 
-def plot_grouped_bars(ax, runs, metrics, title, ylabel):
-    """Bar chart with one group per run and one bar per (core metric key, legend name) pair."""
+def plot_grouped_bars(ax, runs, metrics, title, ylabel, group="core"):
+    """Bar chart with one group per run and one bar per (metric key in group, legend name) pair."""
     width = 0.8 / len(metrics)
     for i, (key, name) in enumerate(metrics):
         offset = (i - (len(metrics) - 1) / 2) * width
-        draw_bars(ax, [run.metric(key) for run in runs], offset, width, METRIC_COLORS[i], name)
+        draw_bars(ax, [run.metric(key, group) for run in runs], offset, width, METRIC_COLORS[i], name)
     label_runs_axis(ax, runs)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.margins(y=0.2)
@@ -227,9 +227,40 @@ def plot_sparsity_vs_fidelity(ax, runs):
     ax.set_ylabel("CE loss score (higher is better)")
 
 
+def plot_probing(ax, runs):
+    """Sparse probing accuracy on the top 1 and top 5 SAE features, with the accuracy of a probe on all of the model's
+    channels (the same data, no SAE: the ceiling) as a dashed reference line."""
+    plot_grouped_bars(
+        ax, runs, (("sae.sae_top_1_test_accuracy", "top-1 SAE feature"), ("sae.sae_top_5_test_accuracy",
+                                                                         "top-5 SAE features")),
+        "Sparse probing", "test accuracy (0.5 = chance, higher is better)", group="sparse_probing")
+    ceiling = [value for run in runs if (value := run.metric("llm.llm_test_accuracy", "sparse_probing"))]
+    if ceiling:
+        ax.axhline(ceiling[0], color="gray", linestyle="--", linewidth=1, label="model, all channels")
+        ax.legend(loc="upper left", fontsize=8)
+
+
+def plot_feature_quality(ax, runs):
+    """TPP at 20 ablated features (higher is better) and the absorption fraction (lower is better) side by side;
+    autointerp detection accuracy where the orchestrator scored it."""
+    metrics = (("tpp", "tpp_metrics.tpp_threshold_20_total_metric", "TPP, 20 features (higher is better)"),
+               ("absorption", "mean.mean_absorption_fraction_score", "absorption fraction (lower is better)"),
+               ("autointerp", "detection_accuracy", "autointerp detection accuracy (higher is better)"))
+    width = 0.8 / len(metrics)
+    for i, (group, key, name) in enumerate(metrics):
+        offset = (i - (len(metrics) - 1) / 2) * width
+        draw_bars(ax, [run.metric(key, group) for run in runs], offset, width, f"C{i + 2}", name)
+    label_runs_axis(ax, runs)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.margins(y=0.2)
+    ax.set_title("Feature quality")
+    ax.set_ylabel("score")
+    ax.legend(loc="upper left", fontsize=8)
+
+
 def plot_metrics_comparison(runs, path):
-    """Write the 2x2 core-metrics comparison figure."""
-    fig, axes = plt.subplots(2, 2, figsize=(max(12, 4 + 1.6 * len(runs)), 9))
+    """Write the 3x2 comparison figure: behaviour, sparsity, reconstruction, their trade-off, and interpretability."""
+    fig, axes = plt.subplots(3, 2, figsize=(max(12, 4 + 1.6 * len(runs)), 13))
     plot_grouped_bars(
         axes[0, 0], runs, (("ce_loss_score", "CE loss score"), ("kl_div_score", "KL divergence score")),
         "Model behaviour preservation", "score (1 = original model, higher is better)",
@@ -240,7 +271,9 @@ def plot_metrics_comparison(runs, path):
         "Reconstruction", "fraction / cosine (higher is better)",
     )
     plot_sparsity_vs_fidelity(axes[1, 1], runs)
-    fig.suptitle("SAE core metrics per run")
+    plot_probing(axes[2, 0], runs)
+    plot_feature_quality(axes[2, 1], runs)
+    fig.suptitle("SAE metrics per run")
     save(fig, path)
 
 

@@ -32,6 +32,12 @@ TINY_RUN_ENV = {
     "SAE_EVAL_RECONSTRUCTION_BATCHES": "1",
     "SAE_EVAL_SPARSITY_BATCHES": "1",
     "SAE_EVAL_BATCH_PROMPTS": "2",
+    # The interpretability evals cost a tiny run more than its training; test_interp_in_notes.py turns them on.
+    "SAE_RUN_INTERP_EVALS": "false",
+    "SAE_PROBE_TRAIN_TEXTS": "60",
+    "SAE_PROBE_TEST_TEXTS": "40",
+    "SAE_ABSORPTION_WORDS": "600",
+    "SAE_ABSORPTION_MIN_LETTERS": "5",
 }
 
 

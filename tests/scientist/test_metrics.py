@@ -270,3 +270,25 @@ def test_registry_entries_are_well_formed():
         assert REGISTRY[("training", name)].direction == "info", name
     for name in ("dict_size", "lr", "seed", "k", "sparsity_penalty"):  # the settings that ran describe the run
         assert REGISTRY[("settings", name)].direction == "info", name
+
+
+def test_interpretability_metrics_are_judged_by_their_direction_and_a_failed_eval_is_listed():
+    """Sparse probing and TPP higher is better, absorption lower is better, the model's own probing accuracy (the
+    reference ceiling) is not scored; an eval that failed is listed with its reason, not scored as zero."""
+    baseline = final_info(
+        sparse_probing={"status": "ok", "means": {"sae.sae_top_1_test_accuracy": 0.70,
+                                                   "llm.llm_top_1_test_accuracy": 0.80}},
+        tpp={"status": "ok", "means": {"tpp_metrics.tpp_threshold_20_total_metric": 0.20}},
+        absorption={"status": "ok", "means": {"mean.mean_absorption_fraction_score": 0.30}})
+    run = final_info(
+        sparse_probing={"status": "ok", "means": {"sae.sae_top_1_test_accuracy": 0.75,
+                                                   "llm.llm_top_1_test_accuracy": 0.80}},
+        tpp={"status": "failed", "reason": "RuntimeError: out of memory", "means": {}},
+        absorption={"status": "ok", "means": {"mean.mean_absorption_fraction_score": 0.35}})
+    block = results_block(2, "an idea", baseline, run)
+    rows = table_rows(block)
+    assert rows["sparse_probing.sae.sae_top_1_test_accuracy"][4] == "better (higher is better)"
+    assert rows["absorption.mean.mean_absorption_fraction_score"][4] == "worse (lower is better)"
+    assert "better" not in rows["sparse_probing.llm.llm_top_1_test_accuracy"][4]
+    assert rows["tpp.tpp_metrics.tpp_threshold_20_total_metric"][2:] == ["n/a", "n/a", "n/a (higher is better)"]
+    assert "failed in run_2: tpp (RuntimeError: out of memory)" in block.splitlines()

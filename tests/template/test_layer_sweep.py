@@ -50,9 +50,10 @@ def one_thread():
 def sweep_config(tiny_config, tmp_path_factory):
     """The tiny configuration, smaller still, with an activation cache of its own so that the sweep computes every
     layer. SAEBench's core eval (full forward passes through a 262k-token unembedding) is most of the sweep's time,
-    so its prompts are short ones."""
+    so its prompts are short ones; the interpretability evals (tests/template/test_dataset_evals.py) are off."""
     return dataclasses.replace(tiny_config, cache_dir=str(tmp_path_factory.mktemp("sweep_cache")),
-                               training_tokens=4096, heldout_tokens=1024, context_length=32, eval_batch_prompts=2)
+                               training_tokens=4096, heldout_tokens=1024, context_length=32, eval_batch_prompts=2,
+                               run_interp_evals=False)
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +265,8 @@ def test_dead_feature_method_defaults_to_resampling_and_refuses_bad_values(tmp_p
 # The commands: small scripts beside experiment.py that hand its functions to the harness.
 
 def command(args: list[str], cache_dir, tmp_path) -> subprocess.CompletedProcess:
-    env = tiny_environment(cache_dir, SAE_RUN_SAEBENCH="false", SAE_TRAINING_TOKENS="4096", SAE_EPOCHS="1")
+    env = tiny_environment(cache_dir, SAE_RUN_SAEBENCH="false", SAE_RUN_INTERP_EVALS="false",
+                           SAE_TRAINING_TOKENS="4096", SAE_EPOCHS="1")
     return subprocess.run([sys.executable, *args], cwd=TEMPLATE_DIR, env=env, capture_output=True, text=True,
                           timeout=900)
 

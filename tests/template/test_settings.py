@@ -20,7 +20,8 @@ from sae_harness.settings import check_settings, settings_group
 from tests.conftest import TEMPLATE_DIR
 from tests.template.conftest import edited_template, run_experiment, tiny_environment
 
-NO_SAEBENCH = {"SAE_RUN_SAEBENCH": "false"}  # SAEBench's core eval is most of a tiny run's time; not needed here
+# SAEBench's core and interpretability evals are most of a tiny run's time; not needed here.
+NO_SAEBENCH = {"SAE_RUN_SAEBENCH": "false", "SAE_RUN_INTERP_EVALS": "false"}
 HOOK = HookSpec("google/gemma-3-270m", 6, "blocks.6.hook_resid_post")
 
 

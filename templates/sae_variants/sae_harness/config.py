@@ -72,6 +72,16 @@ class ExperimentConfig:
     """Prompts per language-model forward pass when computing activations; 0 keeps the preset's value."""
     run_saebench: bool = True
     """Run SAEBench's core eval (CE/KL scores need full forward passes of the language model)."""
+    run_interp_evals: bool = True
+    """Run the interpretability evals: SAEBench's sparse probing, TPP, absorption and meta_structure."""
+    probe_train_texts: int = 0
+    """Probing texts per dataset for sparse probing and TPP training (half per class); 0 keeps the preset's."""
+    probe_test_texts: int = 0
+    """Probing texts per dataset for testing; 0 keeps the preset's."""
+    absorption_words: int = 0
+    """Words of the vocabulary sample for the absorption task; 0 keeps sae_harness/absorption.py's size."""
+    absorption_min_letters: int = 0
+    """Letters whose probe must work for an absorption score; 0 keeps SAEBench's 20."""
     sources: dict = field(default_factory=dict, repr=False, compare=False)
     """Where each field's value came from, for error messages and final_info."""
 
@@ -94,7 +104,8 @@ class ExperimentConfig:
             ("log_every", self.log_every >= 1, "use 1 or more"),
             ("cache_max_gb", self.cache_max_gb >= 0, "use 0 (never cache) or a size in GB"),
         ]
-        for name in ("eval_reconstruction_batches", "eval_sparsity_batches", "eval_batch_prompts", "lm_batch_prompts"):
+        for name in ("eval_reconstruction_batches", "eval_sparsity_batches", "eval_batch_prompts", "lm_batch_prompts",
+                     "probe_train_texts", "probe_test_texts", "absorption_words", "absorption_min_letters"):
             checks.append((name, getattr(self, name) >= 0, "use 0 (preset value) or a positive number"))
         for name, ok, fix in checks:
             if not ok:

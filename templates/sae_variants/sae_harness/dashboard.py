@@ -150,21 +150,36 @@ def heldout_activations(model, config: ExperimentConfig, n_tokens: int, cache_di
                         str(preset.torch_dtype(DEVICE)))
     source = ActivationSource(model, key, preset.layer, config.preset_value("lm_batch_prompts", DEVICE), cache_dir)
     acts = cached_or_streamed(source, cache_dir, float("inf"), preset.d_model).all()
-    tokens = token_rows(preset.corpus, "heldout", model.tokenizer, context, n_tokens, cache_dir)
-    valid = valid_token_mask(tokens, model.tokenizer)
+    return heldout_with_tokens(model.tokenizer, preset.corpus, context, acts, cache_dir)
+
+
+def heldout_with_tokens(tokenizer, corpus: str, context_length: int, acts: torch.Tensor, cache_dir: Path) -> Heldout:
+    """Held-out activations (computed at context_length, as a run's workspace holds them) with the token rows they
+    were computed from."""
+    tokens = token_rows(corpus, "heldout", tokenizer, context_length, len(acts), cache_dir)
+    valid = valid_token_mask(tokens, tokenizer)
     if int(valid.sum()) != len(acts):
         raise RuntimeError(f"{int(valid.sum())} held-out tokens but {len(acts)} activations")
     return Heldout(tokens, valid, acts)
 
 
 @torch.no_grad()
+def fires_and_activations(sae, acts: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """In one pass over acts: the firing count of every feature, and the activations of the given features at every
+    token; on the CPU, whatever device the SAE is on (a run's SAE may be on a GPU)."""
+    counts, columns = torch.zeros(sae.W_dec.shape[0], dtype=torch.long), []
+    for chunk in acts.split(ENCODE_BATCH):
+        f = sae.encode(chunk.to(sae.W_dec.device, sae.W_dec.dtype))
+        counts += (f > 0).sum(dim=0).cpu()
+        columns.append(f[:, features.to(f.device)].cpu())
+    return counts, torch.cat(columns)
+
+
 def encode(sae, acts: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
     """Firing counts of every feature (features None), or the activations of the given features at every token."""
-    out = []
-    for chunk in acts.split(ENCODE_BATCH):
-        f = sae.encode(chunk.to(sae.W_dec.dtype))
-        out.append((f > 0).sum(dim=0) if features is None else f[:, features])
-    return torch.stack(out).sum(dim=0) if features is None else torch.cat(out)
+    counts, columns = fires_and_activations(sae, acts, torch.tensor([], dtype=torch.long) if features is None
+                                            else features)
+    return counts if features is None else columns
 
 
 def sample_features(density: np.ndarray, n: int, seed: int) -> list[tuple[int, str]]:
@@ -195,36 +210,55 @@ def split_pieces(tokenizer, ids: list[int]) -> list[tuple[int, int, str]]:
     return spans
 
 
-def top_contexts(tokenizer, heldout: Heldout, acts_f: torch.Tensor) -> list[Context]:
-    """The feature's highest activations, each with a window of its own document (never across a BOS)."""
+def activation_grid(heldout: Heldout, acts_f: torch.Tensor) -> torch.Tensor:
+    """One feature's activations laid out as heldout.tokens, 0 at BOS and padding."""
     grid = torch.zeros(heldout.tokens.shape)
     grid[heldout.valid] = acts_f
+    return grid
+
+
+def overlaps(picked: list[tuple[int, int]], row: int, pos: int) -> bool:
+    """Whether a window around (row, pos) would share tokens with a window around one of the picked positions."""
+    return any(r == row and abs(p - pos) <= TOKENS_BEFORE + TOKENS_AFTER for r, p in picked)
+
+
+def top_positions(heldout: Heldout, acts_f: torch.Tensor, n: int) -> list[tuple[int, int]]:
+    """(row, position) of the feature's n highest activations whose windows do not overlap, highest first."""
     positions = heldout.valid.nonzero()
     order = torch.argsort(acts_f, descending=True)
     picked: list[tuple[int, int]] = []
-    contexts = []
-    for flat in order[: 50 * N_CONTEXTS].tolist():  # enough candidates for N_CONTEXTS windows that do not overlap
-        if acts_f[flat] <= 0 or len(contexts) == N_CONTEXTS:
+    for flat in order[: 50 * n].tolist():  # enough candidates for n windows that do not overlap
+        if acts_f[flat] <= 0 or len(picked) == n:
             break
         row, pos = positions[flat].tolist()
-        if any(r == row and abs(p - pos) <= TOKENS_BEFORE + TOKENS_AFTER for r, p in picked):
-            continue
-        picked.append((row, pos))
-        start, end = pos, pos + 1
-        while start > max(0, pos - TOKENS_BEFORE) and heldout.valid[row, start - 1]:
-            start -= 1
-        while end < min(heldout.valid.shape[1], pos + TOKENS_AFTER + 1) and heldout.valid[row, end]:
-            end += 1
-        ids = heldout.tokens[row, start:end].tolist()
-        pieces = [Piece(text, float(grid[row, start + a:start + b].max()), a <= pos - start < b)
-                  for a, b, text in split_pieces(tokenizer, ids)]
-        # A window edge that cuts a character in two leaves a replacement character: drop that partial piece.
-        while pieces and "\ufffd" in pieces[0].text and not pieces[0].is_max:
-            pieces.pop(0)
-        while pieces and "\ufffd" in pieces[-1].text and not pieces[-1].is_max:
-            pieces.pop()
-        contexts.append(Context(pieces, float(acts_f[flat])))
-    return contexts
+        if not overlaps(picked, row, pos):
+            picked.append((row, pos))
+    return picked
+
+
+def context_window(tokenizer, heldout: Heldout, grid: torch.Tensor, row: int, pos: int) -> Context:
+    """The text around (row, pos), TOKENS_BEFORE before and TOKENS_AFTER after, within its own document (never
+    across a BOS); pos is the context's max token and grid (activation_grid) gives each piece's activation."""
+    start, end = pos, pos + 1
+    while start > max(0, pos - TOKENS_BEFORE) and heldout.valid[row, start - 1]:
+        start -= 1
+    while end < min(heldout.valid.shape[1], pos + TOKENS_AFTER + 1) and heldout.valid[row, end]:
+        end += 1
+    ids = heldout.tokens[row, start:end].tolist()
+    pieces = [Piece(text, float(grid[row, start + a:start + b].max()), a <= pos - start < b)
+              for a, b, text in split_pieces(tokenizer, ids)]
+    # A window edge that cuts a character in two leaves a replacement character: drop that partial piece.
+    while pieces and "\ufffd" in pieces[0].text and not pieces[0].is_max:
+        pieces.pop(0)
+    while pieces and "\ufffd" in pieces[-1].text and not pieces[-1].is_max:
+        pieces.pop()
+    return Context(pieces, float(grid[row, pos]))
+
+
+def top_contexts(tokenizer, heldout: Heldout, acts_f: torch.Tensor, n: int = N_CONTEXTS) -> list[Context]:
+    """The feature's n highest activations, each with a window of its own document (never across a BOS)."""
+    grid = activation_grid(heldout, acts_f)
+    return [context_window(tokenizer, heldout, grid, row, pos) for row, pos in top_positions(heldout, acts_f, n)]
 
 
 @torch.no_grad()

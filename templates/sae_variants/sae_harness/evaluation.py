@@ -1,5 +1,5 @@
-"""Evaluation of a trained SAE on held-out text: our own reconstruction metrics, SAEBench's core eval, and
-SAEBench's dataset-based evals where their data can be reached.
+"""Evaluation of a trained SAE: our own reconstruction metrics and SAEBench's core eval on held-out text, and
+SAEBench's interpretability evals (sparse probing, TPP, absorption, meta_structure; SCR where the hub is reachable).
 
 Explained variance is computed here as 1 - sum((x - x_hat)^2) / sum((x - mean(x))^2) over held-out tokens.
 SAEBench 0.6.0's core explained_variance disagreed with that formula on this model (1.0015 for an SAE whose
@@ -8,7 +8,6 @@ true value is 0.68), so its figure is kept only under its own name, saebench_exp
 
 import dataclasses
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ FORMULAS = {
     "ce_loss_score": "SAEBench: (CE_zero_ablation - CE_with_sae) / (CE_zero_ablation - CE_clean)",
     "kl_div_score": "SAEBench: (KL_zero_ablation - KL_with_sae) / KL_zero_ablation",
 }
-DATASET_EVALS = ("sparse_probing", "absorption", "scr", "tpp", "unlearning")
+INTERPRETABILITY_EVALS = ("sparse_probing", "tpp", "absorption", "meta_structure", "scr", "unlearning")
 
 
 @dataclass
@@ -153,50 +152,73 @@ def core_group(sae: SAEBase, workspace) -> tuple[EvalGroup, np.ndarray]:
     return EvalGroup("ok", means, details=details), frequencies
 
 
-def dataset_eval_groups(sae: SAEBase, workspace) -> dict[str, EvalGroup]:
-    """SAEBench's dataset-based evals. They need datasets from the Hugging Face hub, so offline presets skip
-    them with that reason; on hub presets a failure to reach a dataset is recorded, never reported as zero."""
-    if not workspace.preset.hub_evals:
-        reason = (f"preset {workspace.preset.name} runs offline; this SAEBench eval needs datasets from the "
-                  "Hugging Face hub (use a hub preset on a machine with network access)")
-        return {name: EvalGroup("skipped", reason=reason) for name in DATASET_EVALS}
-    return {name: _run_dataset_eval(name, sae, workspace) for name in DATASET_EVALS}
+def interpretability_groups(sae: SAEBase, workspace, run_name: str) -> dict[str, EvalGroup]:
+    """SAEBench's interpretability evals, each its own group: sparse probing, TPP, absorption and meta_structure on
+    every preset (offline data on the offline one), SCR where its hub data exists.
+
+    An exception inside one eval becomes that group's failure with its reason: the run keeps every other result.
+    run_name makes the SAE's name unique to its run (SAEBench caches some results by SAE name)."""
+    if not workspace.config.run_interp_evals:
+        reason = "run_interp_evals = false in the configuration"
+        return {name: EvalGroup("skipped", reason=reason) for name in INTERPRETABILITY_EVALS}
+    return {name: _guarded(name, evaluate, sae, workspace, run_name) for name, evaluate in _evals(workspace).items()}
 
 
-def _run_dataset_eval(name: str, sae: SAEBase, workspace) -> EvalGroup:
-    import importlib
+def _evals(workspace) -> dict:
+    from .absorption import absorption_group
+    from .meta_structure import meta_structure_group
+    from .probing import scr_means, sparse_probing_means, tpp_means
 
-    if name == "unlearning" and "gemma-2" not in workspace.preset.model_name:
-        return EvalGroup("skipped", reason="SAEBench's unlearning eval is defined for Gemma-2 models only")
-    module_name, config_name, extra = {
-        "sparse_probing": ("sparse_probing", "SparseProbingEvalConfig", {}),
-        "absorption": ("absorption", "AbsorptionEvalConfig", {}),
-        "scr": ("scr_and_tpp", "ScrAndTppEvalConfig", {"perform_scr": True}),
-        "tpp": ("scr_and_tpp", "ScrAndTppEvalConfig", {"perform_scr": False}),
-        "unlearning": ("unlearning", "UnlearningEvalConfig", {}),
-    }[name]
+    preset = workspace.preset
+
+    def means_group(compute):
+        def evaluate(sae, ws, run_name):
+            means, details = _json_safe(compute(sae, ws))
+            return EvalGroup("ok", means, details=details)
+        return evaluate
+
+    evals = {
+        "sparse_probing": means_group(sparse_probing_means),
+        "tpp": means_group(tpp_means),
+        "absorption": absorption_group,
+        "meta_structure": lambda sae, ws, run_name: meta_structure_group(sae, ws),
+        "scr": means_group(scr_means),
+        # SAEBench's unlearning eval refuses models that are not instruction-tuned Gemma-2; no preset is one.
+        "unlearning": _skip("SAEBench's unlearning eval needs an instruction-tuned Gemma-2 model (it raises "
+                            "'Model should be instruct tuned' otherwise); no preset uses one"),
+    }
+    if not preset.hub_evals:
+        reason = (f"preset {preset.name} runs offline; SAEBench's {{}} eval needs its datasets from the Hugging Face "
+                  "hub (use a hub preset on a machine with network access)")
+        evals["scr"] = _skip(reason.format("SCR (bias_in_bios)"))
+    return evals
+
+
+def _skip(reason: str):
+    return lambda sae, workspace, run_name: EvalGroup("skipped", reason=reason)
+
+
+def _guarded(name: str, evaluate, sae, workspace, run_name: str) -> EvalGroup:
+    """One eval, timed; any exception is its failure with the reason. Upstream evals switch autograd off globally
+    (SAEBench's TPP ends with torch.set_grad_enabled(False)): the mode is restored, or a layer sweep's next SAE
+    would train without gradients."""
+    started = time.perf_counter()
+    grad_mode = torch.is_grad_enabled()
     try:
-        main = importlib.import_module(f"sae_bench.evals.{module_name}.main")
-        eval_config_module = importlib.import_module(f"sae_bench.evals.{module_name}.eval_config")
-        config_class = getattr(eval_config_module, config_name)
-        if "llm_dtype" in {f.name for f in dataclasses.fields(config_class)}:
-            extra["llm_dtype"] = str(workspace.preset.torch_dtype(workspace.device)).removeprefix("torch.")
-        eval_config = config_class(model_name=workspace.preset.model_name, **extra)
-        with tempfile.TemporaryDirectory() as out:
-            results = main.run_eval(eval_config, [(f"custom_{name}", sae)], workspace.device, out, force_rerun=True)
-    except (OSError, ConnectionError, ValueError, RuntimeError, ImportError) as err:
-        # The usual cause is a dataset or model that the hub would not give; keep the reason, not a zero.
-        return EvalGroup("skipped", reason=f"{type(err).__name__}: {err}"[:500])
-    full = next(iter(results.values())) if isinstance(results, dict) and results else {}
-    return EvalGroup("ok", _flatten_numbers(full.get("eval_result_metrics", {})), details={"saebench": full})
+        group = evaluate(sae, workspace, run_name)
+    except Exception as err:  # noqa: BLE001 - an eval's failure is recorded, never fatal to the run
+        log.exception("%s eval failed", name)
+        group = EvalGroup("failed", reason=f"{type(err).__name__}: {err}"[:500] or type(err).__name__)
+    finally:
+        torch.set_grad_enabled(grad_mode)
+    group.details["seconds"] = time.perf_counter() - started
+    return group
 
 
-def _flatten_numbers(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten_numbers(value, f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-            flat[name] = value
-    return flat
+def _json_safe(pair: tuple[dict, dict]) -> tuple[dict, dict]:
+    """SAEBench's numbers may be numpy scalars and its keys ints: plain JSON types, NaN kept for results.py."""
+    import json
+
+    means, details = pair
+    return ({name: float(value) for name, value in means.items()},
+            json.loads(json.dumps(details, default=float)))

@@ -30,7 +30,15 @@ class Preset:
     eval_reconstruction_batches: dict
     eval_sparsity_batches: dict
     hub_evals: bool
-    """Whether SAEBench's dataset-based evals (sparse probing, absorption, SCR/TPP, unlearning) are attempted."""
+    """Whether SAEBench's hub-only evals (SCR on bias_in_bios, unlearning on WMDP) are attempted."""
+    probe_datasets: tuple[str, ...]
+    """Datasets of SAEBench's sparse probing eval: sae-probes names (sae_harness/probing_data.py) run offline."""
+    tpp_datasets: tuple[str, ...]
+    """Datasets of SAEBench's TPP eval."""
+    probe_texts: dict
+    """(train, test) probing texts per dataset, as SAEBench counts them (half of each per class), by device type."""
+    tpp_thresholds: dict
+    """TPP's numbers of ablated features (SAEBench's n_values), by device type: each costs a pass over its test set."""
     needs_gpu: bool
     """Whether the preset's sizes (config.toml) are meant for a GPU: on a CPU a run would take days."""
 
@@ -60,6 +68,14 @@ def _hub_preset(name, model_name, layer, d_model, gpu_prompts, gpu_dtype="float3
         eval_reconstruction_batches={"cpu": 4, "cuda": 10},
         eval_sparsity_batches={"cpu": 8, "cuda": 20},
         hub_evals=True,
+        # SAEBench 0.6.0's own datasets and sizes (SparseProbingEvalConfig, ScrAndTppEvalConfig defaults).
+        probe_datasets=("LabHC/bias_in_bios_class_set1", "LabHC/bias_in_bios_class_set2",
+                        "LabHC/bias_in_bios_class_set3", "canrager/amazon_reviews_mcauley_1and5",
+                        "canrager/amazon_reviews_mcauley_1and5_sentiment", "codeparrot/github-code",
+                        "fancyzhx/ag_news", "Helsinki-NLP/europarl"),
+        tpp_datasets=("LabHC/bias_in_bios_class_set1", "canrager/amazon_reviews_mcauley_1and5"),
+        probe_texts={"cpu": (4000, 1000), "cuda": (4000, 1000)},
+        tpp_thresholds={"cpu": (2, 5, 10, 20, 50, 100, 500), "cuda": (2, 5, 10, 20, 50, 100, 500)},
         needs_gpu=True,
     )
 
@@ -82,6 +98,11 @@ PRESETS: dict[str, Preset] = {
             eval_reconstruction_batches={"cpu": 3, "cuda": 10},
             eval_sparsity_batches={"cpu": 4, "cuda": 20},
             hub_evals=False,
+            probe_datasets=("sae-probes/code_language", "sae-probes/ag_news_topic", "sae-probes/amazon_sentiment"),
+            tpp_datasets=("sae-probes/ag_news_topic",),
+            # On 2 CPU cores about 70 s of forward per 1,000 texts, once per machine (the activations are cached).
+            probe_texts={"cpu": (500, 200), "cuda": (4000, 1000)},
+            tpp_thresholds={"cpu": (5, 20), "cuda": (2, 5, 10, 20, 50, 100, 500)},
             needs_gpu=False,
         ),
         _hub_preset("pythia-70m-deduped", "EleutherAI/pythia-70m-deduped", 3, 512, gpu_prompts=256),

@@ -17,7 +17,8 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
-from .evaluation import core_group, dataset_eval_groups
+from .autointerp_contexts import write_autointerp_contexts
+from .evaluation import core_group, interpretability_groups
 from .saelens_export import export_saelens, verify_saelens_export
 from .settings import settings_group
 
@@ -79,7 +80,7 @@ def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started
     recorded = settings_group(settings)
     shown_config = harness_config(config, recorded)
     core, frequencies = core_group(sae, workspace)
-    groups = {"core": core, **dataset_eval_groups(sae, workspace)}
+    groups = {"core": core, **interpretability_groups(sae, workspace, out_dir.name)}
     facts = dict(facts)
     log_rows = facts.pop("log")
     training_means = {
@@ -110,6 +111,7 @@ def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started
 
     atomic_write_text(out_dir / "training_log.jsonl", "".join(json.dumps(row) + "\n" for row in log_rows))
     atomic_save_npy(out_dir / "feature_frequencies.npy", frequencies)
+    write_autointerp_contexts(sae, workspace, out_dir)
     metadata = {"variant": recorded["choices"].get("variant", type(sae).__name__), "sae_class": type(sae).__name__,
                 "training_tokens": facts["training_tokens"], "settings": {**recorded["means"], **recorded["choices"]}}
     export = export_saelens(sae, out_dir / "sae", config.preset_value("context_length", workspace.device), metadata)
