@@ -150,7 +150,9 @@ def _metrics_table(folder: Path, state: IdeaState, manifest: Manifest | None) ->
     # A missing baseline leaves every verdict "n/a" rather than hiding the run's numbers.
     baseline = _read_json(final_info_path(folder, 0)) or {}
     changes = {change.key: change for change in compare(baseline, run_info, manifest.metrics)}
-    rows = [_metric_row(metric, changes.get(metric.key)) for metric in manifest.metrics.key_metrics]
+    # Key metrics that neither run reports (an eval this template runs only on some presets) are left out.
+    rows = [_metric_row(metric, change) for metric in manifest.metrics.key_metrics
+            if (change := changes.get(metric.key)) and (change.baseline is not None or change.value is not None)]
     return "\n".join([
         '<table class="metrics">',
         f'<tr><th>metric</th><th>baseline (run_0)</th><th>run_{run}</th><th>verdict</th></tr>',

@@ -139,7 +139,7 @@ def test_untouched_template_compiles_with_generated_table_figures_and_empty_bibl
     text = pdf_text(result.pdf)
     assert "SAE Scientist (automated)" in text
     assert "Table 1: Key metrics" in text and "TopK activation with k=64" in text and "50%" in text
-    assert "Figure 1: Core metrics per run" in text and "Figure 2: Training loss" in text
+    assert "Figure 1: Metrics per run" in text and "Figure 2: Training loss" in text
     assert "Figure 3" not in text and "References" not in text  # feature density has no plot; nothing is cited
     assert latex_checks.check_paper(latex_dir) == []
     assert latex_checks.chktex(latex_dir) == []

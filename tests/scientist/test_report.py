@@ -32,7 +32,8 @@ RUN_2_CORE = {"explained_variance": 0.9523761, "ce_loss_score": 0.939457, "kl_di
 EXPECTED_VERDICTS = {"explained_variance": "better", "ce_loss_score": "better", "kl_div_score": "same",
                      "mse": "worse", "l0": "info", "dead_fraction": "worse", "cossim": "better"}
 # The report shows the key metrics of the idea's template manifest, in its order.
-KEY_METRICS = [metric.name for metric in SAE_METRICS.key_metrics]
+# The runs here report core metrics only: the report leaves out key metrics that neither run has.
+KEY_METRICS = [metric.name for metric in SAE_METRICS.key_metrics if metric.group == "core"]
 
 
 def final_info(core: dict, k: int) -> dict:

@@ -117,7 +117,8 @@ def test_hub_preset_path_uses_the_loaded_model_and_records_a_failing_eval(traine
         _hub_preset("hub-standin", tiny_workspace.preset.model_name, tiny_workspace.preset.layer,
                     tiny_workspace.preset.d_model, gpu_prompts=64),
         probe_datasets=tiny_workspace.preset.probe_datasets, corpus=tiny_workspace.preset.corpus)
-    workspace = dataclasses.replace(tiny_workspace, preset=hub)
+    # The loader injected: the offline model, loaded before any hub load is refused, stands in for the hub one.
+    workspace = dataclasses.replace(tiny_workspace, preset=hub, loaded_model=tiny_workspace.model)
 
     def no_hub_load(*args, **kwargs):
         raise AssertionError("an eval reloaded the model from the hub")

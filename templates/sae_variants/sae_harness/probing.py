@@ -47,7 +47,8 @@ def probing_sizes(workspace) -> tuple[int, int]:
 def _llm_settings(workspace) -> dict:
     return {
         "model_name": workspace.preset.model_name,
-        "llm_batch_size": workspace.config.preset_value("lm_batch_prompts", workspace.device),
+        "llm_batch_size": (workspace.config.lm_batch_prompts
+                           or workspace.preset.for_device(workspace.preset.lm_batch_prompts, workspace.device)),
         "llm_dtype": str(workspace.preset.torch_dtype(workspace.device)).removeprefix("torch."),
     }
 
