@@ -32,9 +32,10 @@ dtype (float32 on the CPU):
      (a link), because making it is a one-off install step that SAELens's side does not pay either.
    - SAELens: LanguageModelSAETrainingRunner once per configuration in this process, each run generating
      its own activations with the same HookedTransformer (loaded once, passed as override_model).
-   - SAEBench is skipped on both sides (SAE_RUN_SAEBENCH=false; SAELens's runner only evaluates when it
-     logs to wandb, which is off). Ours still computes its held-out metrics and writes and verifies its
-     SAELens export, because that is the real path; SAELens's side only saves its SAE. So ours does more.
+   - SAEBench is skipped on both sides (SAE_RUN_SAEBENCH=false and SAE_RUN_INTERP_EVALS=false; SAELens's
+     runner only evaluates when it logs to wandb, which is off). Ours still computes its held-out metrics,
+     writes its autointerp contexts and writes and verifies its SAELens export, because that is the real path;
+     SAELens's side only saves its SAE. So ours does more.
    - The runs are interleaved (ours 1, SAELens 1, ours 2, ...) so that load from other processes on the
      machine falls on both sides alike.
 
@@ -273,6 +274,7 @@ def template_env(bench: BenchConfig, cache_dir: Path, tokens: int, epochs: int) 
         "SAE_DEVICE": "cpu",
         "SAE_CACHE_DIR": str(cache_dir),
         "SAE_RUN_SAEBENCH": "false",
+        "SAE_RUN_INTERP_EVALS": "false",
         "SAE_DICT_SIZE": str(bench.d_sae),
         "SAE_BATCH_SIZE": str(bench.batch_size),
         "SAE_TRAINING_TOKENS": str(tokens),
