@@ -36,7 +36,7 @@ from scientist.store.folder import (
     NOTES_FILE,
     ResultsError,
     final_info_path,
-    read_final_info,
+    read_results,
     run_numbers,
 )
 
@@ -201,7 +201,7 @@ def _load_runs(idea_dir: Path) -> dict[int, dict]:
         if run > 0 and not final_info_path(idea_dir, run).exists():
             continue  # a failed run leaves no numbers; a claim about it is reported as such
         try:
-            infos[run] = read_final_info(idea_dir, run)
+            infos[run] = read_results(idea_dir, run)
         except ResultsError as err:
             raise ClaimsError(str(err)) from None
     if not infos:

@@ -24,7 +24,16 @@ from scientist.experiment.metrics import MetricChange, compare, format_number
 from scientist.llm.ledger import Ledger, LedgerError
 from scientist.paper.review import REVIEW_FILE
 from scientist.store.files import atomic_write_text
-from scientist.store.folder import LEDGER_FILE, NOTES_FILE, STATE_FILE, final_info_path, is_idea_folder, run_numbers
+from scientist.store.folder import (
+    LEDGER_FILE,
+    NOTES_FILE,
+    STATE_FILE,
+    ResultsError,
+    final_info_path,
+    is_idea_folder,
+    read_results,
+    run_numbers,
+)
 from scientist.store.state import IdeaState
 
 logger = logging.getLogger(__name__)
@@ -144,11 +153,11 @@ def last_successful_run(folder: Path, state: IdeaState) -> int | None:
 
 def _metrics_table(folder: Path, state: IdeaState, manifest: Manifest | None) -> str:
     run = last_successful_run(folder, state)
-    run_info = _read_json(final_info_path(folder, run)) if run is not None else None
+    run_info = _read_results(folder, run) if run is not None else None
     if run_info is None or manifest is None:
         return f'<p class="metrics">Metrics: {NOT_YET}</p>'
     # A missing baseline leaves every verdict "n/a" rather than hiding the run's numbers.
-    baseline = _read_json(final_info_path(folder, 0)) or {}
+    baseline = _read_results(folder, 0) or {}
     changes = {change.key: change for change in compare(baseline, run_info, manifest.metrics)}
     # Key metrics that neither run reports (an eval this template runs only on some presets) are left out.
     rows = [_metric_row(metric, change) for metric in manifest.metrics.key_metrics
@@ -232,6 +241,18 @@ def _href(folder: Path, name: str) -> str:
 
 def _text(value: object) -> str:
     return NOT_YET if value is None else escape(str(value))
+
+
+def _read_results(folder: Path, run: int) -> dict | None:
+    """The run's results (final_info.json with the groups scored after the runs); None when it has none, and also
+    (with a warning) when they cannot be read."""
+    if not final_info_path(folder, run).is_file():
+        return None
+    try:
+        return read_results(folder, run)
+    except ResultsError as err:
+        logger.warning("%s; shown as not yet", err)
+        return None
 
 
 def _read_json(path: Path) -> dict | None:

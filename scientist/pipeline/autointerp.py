@@ -7,12 +7,13 @@ names; templates/README.md gives its format). The calls are made here, through `
 ledger, counted against the launch's budget, and replayed free on resume. An unparseable reply is that feature's
 failure, never a score.
 
-Results: run_i/autointerp.json (per feature: its explanation, the scoring contexts' true labels in the order shown,
-the model's predictions and the number correct, or why it failed) and an "autointerp" group merged into
-run_i/final_info.json. The group goes into final_info.json rather than being joined in by the result reader
-because final_info.json is what every reader of results reads, through the store or directly: the notes, the claim
-checker, the paper's table, the report and the template's own plot.py. autointerp.json is written last and marks
-the run done, so a run killed between the two writes is scored again (for free, from the ledger) on resume.
+Results: run_i/autointerp.json (the group's status, means, model and rule at its top level; per feature: its
+explanation, the scoring contexts' true labels in the order shown, the model's predictions and the number correct,
+or why it failed). It is not merged into final_info.json: a resumed idea replays its runs stage from the runs' own
+final_info.json, and a run's results block must read as it did the first time. Readers after the runs join it in
+through scientist.store.folder.read_results (the paper's table, the claim checker, the report); the template's
+plot.py reads it beside final_info.json. The baseline's file goes with the idea folder's reset on resume and is
+scored again, free, from the ledger.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from scientist.llm.client import complete
 from scientist.llm.prompts import render
 from scientist.pipeline.base import IdeaRun
 from scientist.store.files import atomic_write_text
-from scientist.store.folder import final_info_path, read_final_info, run_dir
+from scientist.store.folder import LATE_RESULTS, run_dir
 
 STAGE = "autointerp"
-GROUP = "autointerp"
-RESULTS_FILE = "autointerp.json"
+GROUP = "autointerp"  # the group's name in read_results and the registry (template.toml's autointerp.*)
+RESULTS_FILE = LATE_RESULTS["autointerp"]
 SCORE = "detection_accuracy"
 # In words, without numbers: notes.txt quotes it, and the claim checker reads every number there as a result.
 RULE = ("detection accuracy: per feature, the fraction of its held-out scoring contexts (activating and not, shuffled) "
@@ -210,11 +211,6 @@ def summary(outcomes: list[dict], n_features: int) -> dict:
                                       "failed_features": len(outcomes) - len(scored)}}
 
 
-def final_info_group(result: dict) -> dict:
-    group = {key: result[key] for key in ("status", "means", "reason", "model", "rule") if key in result}
-    return {**group, "results_file": RESULTS_FILE}
-
-
 def features_to_score(idea: IdeaRun) -> tuple[int, str]:
     """(how many features of each run to score, "") or (0, why none are). A scripted model answers only what its
     script holds: the demo's script scripts autointerp with {"autointerp": {"features": N}}, and any other scripted
@@ -257,9 +253,6 @@ class AutointerpStage:
             idea.update(stage="autointerp")
         for number in pending:
             result = RunScorer(idea, number, n_features).score(run_dir(folder.path, number) / contexts)
-            info = read_final_info(folder.path, number)
-            info[GROUP] = final_info_group(result)
-            atomic_write_text(final_info_path(folder.path, number), json.dumps(info, indent=2) + "\n")
             atomic_write_text(run_dir(folder.path, number) / RESULTS_FILE,
                               json.dumps(result, indent=2, ensure_ascii=False) + "\n")
             folder.log(f"autointerp run_{number}: {run_line(result)}")

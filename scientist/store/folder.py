@@ -93,6 +93,29 @@ def read_state(path: Path) -> IdeaState:
     return IdeaState.from_json(json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8")))
 
 
+LATE_RESULTS = {"autointerp": "autointerp.json"}
+"""Groups that stages after the runs score (the autointerp stage, from the run's contexts), each in a file of the run
+folder: never written into final_info.json, which stays what the run itself wrote, so that a replayed idea's runs
+stage sees exactly what it saw before. Its top-level keys status, means, reason, model and rule form the group."""
+
+
+def read_results(folder: Path, number: int) -> dict:
+    """read_final_info, joined with the groups of LATE_RESULTS the run has: what the notes' later blocks, the
+    paper, the claim checker and the report read."""
+    info = read_final_info(folder, number)
+    for group, name in LATE_RESULTS.items():
+        path = run_dir(folder, number) / name
+        try:
+            late = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ResultsError(f"{path}: not valid JSON ({err})") from None
+        if isinstance(late, dict):
+            info[group] = {key: late[key] for key in ("status", "means", "reason", "model", "rule") if key in late}
+    return info
+
+
 @dataclass(frozen=True)
 class FinishedRun:
     """A run with results: its number, its description (the baseline's is None) and its final_info."""
@@ -206,7 +229,7 @@ class IdeaFolder:
     def finished_runs(self) -> list[FinishedRun]:
         """The baseline, then each run that state.json records as successful and whose final_info.json exists."""
         described = [(0, None)] + [(n, r.description) for n, r in sorted(self.state.runs.items())]
-        return [FinishedRun(number, description, self.read_final_info(number)) for number, description in described
+        return [FinishedRun(number, description, read_results(self.path, number)) for number, description in described
                 if final_info_path(self.path, number).is_file()]
 
 

@@ -1,6 +1,6 @@
 """Plot the results of every finished SAE run in an experiment folder.
 
-Reads each ``run_<n>/final_info.json`` (plus ``feature_frequencies.npy`` and
+Reads each ``run_<n>/final_info.json`` (plus ``autointerp.json``, ``feature_frequencies.npy`` and
 ``training_log.jsonl`` where present) under the root folder and writes:
 
 - metrics_comparison.png: core and interpretability metrics per run, in six panels
@@ -104,11 +104,14 @@ def load_runs(root):
             f"no run_*/final_info.json found in {root}; "
             "run `python experiment.py --out_dir=run_0` first"
         )
-    return [
-        Run(path, labels.get(path.name, path.name), f"C{i % 10}",
-            load_final_info(path / "final_info.json"))
-        for i, path in enumerate(run_dirs)
-    ]
+    runs = []
+    for i, path in enumerate(run_dirs):
+        info = load_final_info(path / "final_info.json")
+        # The research loop's autointerp stage scores a run after it ends, into autointerp.json beside it.
+        if (path / "autointerp.json").is_file():
+            info["autointerp"] = load_final_info(path / "autointerp.json")
+        runs.append(Run(path, labels.get(path.name, path.name), f"C{i % 10}", info))
+    return runs
 
 
 def load_frequencies(run):

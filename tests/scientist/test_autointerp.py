@@ -28,7 +28,7 @@ from scientist.pipeline.autointerp import (
     shown_order,
 )
 from scientist.pipeline.base import IdeaRun
-from scientist.store.folder import IdeaFolder, read_final_info
+from scientist.store.folder import IdeaFolder, read_final_info, read_results, run_dir
 from scientist.store.state import RunRecord
 from tests.conftest import TEMPLATE_DIR
 
@@ -129,10 +129,10 @@ def test_right_answers_score_one_wrong_answers_zero_each_paid_once(tmp_path, scr
     assert "the word cat (feature 0)" in detect and "[[" not in detect and "cats 0 1" in detect
 
     for run, score in ((0, 1.0), (1, 0.0)):
-        group = read_final_info(idea.folder.path, run)[GROUP]
+        group = read_results(idea.folder.path, run)[GROUP]
         assert group["status"] == "ok" and group["means"]["detection_accuracy"] == score
-        assert group["model"] == DEMO_MODEL and group["results_file"] == RESULTS_FILE
-        assert read_final_info(idea.folder.path, run)["core"] == FINAL_INFO["core"], "the run's own groups stay"
+        assert group["model"] == DEMO_MODEL and (run_dir(idea.folder.path, run) / RESULTS_FILE).is_file()
+        assert read_final_info(idea.folder.path, run) == FINAL_INFO, "final_info.json stays what the run wrote"
     notes = idea.folder.notes.read_text()
     assert NOTES_HEADER in notes
     assert "- run_0 (baseline): detection_accuracy 1; 2 features scored, 0 failed" in notes
@@ -165,7 +165,7 @@ def test_unreadable_replies_are_failures_never_scores(tmp_path, scripted):
     assert failed["reason"].startswith(f"all {N_FEATURES} features failed")
     assert 'no "Explanation:" line' in failed["features"][0]["failure"]
     assert 'found 0' in failed["features"][1]["failure"]
-    group = read_final_info(idea.folder.path, 1)[GROUP]
+    group = read_results(idea.folder.path, 1)[GROUP]
     assert group["status"] == "failed" and group["means"] == {} and group["reason"] == failed["reason"]
     assert "- run_1: autointerp failed: all 2 features failed" in idea.folder.notes.read_text()
 
@@ -189,7 +189,7 @@ def test_a_resumed_idea_replays_its_replies_and_pays_nothing(tmp_path, scripted)
     assert llm.prompts == [], "no call reached the model"
     assert resumed.ledger.entries == paid, "no new paid entry"
     assert {run: result(resumed, run) for run in (0, 1)} == before
-    assert read_final_info(idea.folder.path, 0)[GROUP]["means"]["detection_accuracy"] == 1.0
+    assert read_results(idea.folder.path, 0)[GROUP]["means"]["detection_accuracy"] == 1.0
     assert idea.folder.notes.read_text().count(NOTES_HEADER) == 1
 
 
