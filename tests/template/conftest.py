@@ -110,19 +110,33 @@ def edited_template(root: Path, edits: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_trained_sae_run(tmp_path_factory, tiny_workspace, tiny_settings) -> Path:
-    """A run folder holding only sae/: CustomSAE trained in-process on the tiny workspace and saved by the harness's
-    SAELens export, as experiment.py saves it. Seconds instead of tiny_run's full run, which also pays for the
-    SAEBench evaluation; for tests that need a trained SAE on disk, not a whole run's outputs."""
+def tiny_training(tiny_workspace, tiny_settings):
+    """(CustomSAE trained in-process on the tiny workspace, its activation scale folded back as experiment.py's run()
+    does; train()'s facts): seconds instead of tiny_run's full run. Shared by the session's tests, which only read
+    the SAE."""
     from experiment import build_sae, train
-    from sae_harness.saelens_export import export_saelens
 
     sae = build_sae(tiny_settings, tiny_workspace.preset.d_model, tiny_workspace.hook, "cpu")
     tiny_workspace.initialise_decoder_bias(sae)
     facts = train(sae, tiny_workspace, tiny_settings)
     sae.eval()
     sae.fold_activation_scale(tiny_workspace.scale)
+    return sae, facts
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_sae(tiny_training):
+    return tiny_training[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_sae_run(tmp_path_factory, tiny_training, tiny_workspace, tiny_settings) -> Path:
+    """A run folder holding only sae/: tiny_trained_sae saved by the harness's SAELens export, as experiment.py saves
+    it; for tests that need a trained SAE on disk, not a whole run's outputs."""
+    from sae_harness.saelens_export import export_saelens
+
     run = tmp_path_factory.mktemp("trained") / "run_0"
+    sae, facts = tiny_training
     export_saelens(sae, run / "sae", tiny_workspace.config.preset_value("context_length", "cpu"),
                    {"variant": tiny_settings.variant, "training_tokens": facts["training_tokens"]})
     return run

@@ -29,18 +29,6 @@ def random_sae(tiny_settings, tiny_workspace):
 
 
 @pytest.fixture(scope="module")
-def trained_sae(tiny_settings, tiny_workspace):
-    from experiment import build_sae, train
-
-    sae = build_sae(tiny_settings, tiny_workspace.preset.d_model, tiny_workspace.hook, "cpu")
-    tiny_workspace.initialise_decoder_bias(sae)
-    train(sae, tiny_workspace, tiny_settings)
-    sae.eval()
-    sae.fold_activation_scale(tiny_workspace.scale)
-    return sae
-
-
-@pytest.fixture(scope="module")
 def small_sizes():
     from sae_harness.absorption import AbsorptionSizes
 
@@ -53,7 +41,7 @@ def assert_finite_means(group, names):
     assert all(math.isfinite(value) for value in group.means.values()), group.means
 
 
-def test_absorption_scores_each_sae_on_its_own_and_repeats_exactly(tiny_workspace, random_sae, trained_sae,
+def test_absorption_scores_each_sae_on_its_own_and_repeats_exactly(tiny_workspace, random_sae, tiny_trained_sae,
                                                                     small_sizes):
     import random
 
@@ -63,7 +51,7 @@ def test_absorption_scores_each_sae_on_its_own_and_repeats_exactly(tiny_workspac
                                           "mean_num_split_features", "std_dev_absorption_fraction_score",
                                           "std_dev_full_absorption_score", "std_dev_num_split_features")}
     random_result = absorption_group(random_sae, tiny_workspace, "run_1", small_sizes)
-    trained_result = absorption_group(trained_sae, tiny_workspace, "run_1", small_sizes)
+    trained_result = absorption_group(tiny_trained_sae, tiny_workspace, "run_1", small_sizes)
     # The repeat also runs where a caller would: under no_grad, with its own generator states, which it keeps.
     random.seed(7)
     torch.manual_seed(7)
@@ -71,7 +59,7 @@ def test_absorption_scores_each_sae_on_its_own_and_repeats_exactly(tiny_workspac
     random.seed(7)
     torch.manual_seed(7)
     with torch.no_grad():
-        repeated = absorption_group(trained_sae, tiny_workspace, "run_1", small_sizes)
+        repeated = absorption_group(tiny_trained_sae, tiny_workspace, "run_1", small_sizes)
         assert not torch.is_grad_enabled()
     assert (random.random(), torch.rand(1).item()) == expected_draws
 
@@ -85,10 +73,11 @@ def test_absorption_scores_each_sae_on_its_own_and_repeats_exactly(tiny_workspac
     assert len(trained_result.details["saebench"]["eval_result_details"]) >= SMALL["min_letters"]
 
 
-def test_meta_structure_gives_finite_decoder_variance_explained(tiny_workspace, trained_sae):
+def test_meta_structure_gives_finite_decoder_variance_explained(tiny_workspace, tiny_trained_sae):
     from sae_harness.meta_structure import MetaStructureSizes, meta_structure_group
 
-    group = meta_structure_group(trained_sae, tiny_workspace, MetaStructureSizes(train_steps=50, train_batch_size=256))
+    sizes = MetaStructureSizes(train_steps=50, train_batch_size=256)
+    group = meta_structure_group(tiny_trained_sae, tiny_workspace, sizes)
     assert_finite_means(group, {"meta_structure.decoder_fraction_variance_explained",
                                 "meta_structure.train_time_seconds", "meta_structure.final_reconstruction_mse"})
     assert group.means["meta_structure.decoder_fraction_variance_explained"] <= 1.0

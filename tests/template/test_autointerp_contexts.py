@@ -21,23 +21,11 @@ SECONDS_LIMIT = 10
 
 
 @pytest.fixture(scope="module")
-def trained_sae(tiny_workspace, tiny_settings):
-    from experiment import build_sae, train
-
-    sae = build_sae(tiny_settings, tiny_workspace.preset.d_model, tiny_workspace.hook, "cpu")
-    tiny_workspace.initialise_decoder_bias(sae)
-    train(sae, tiny_workspace, tiny_settings)
-    sae.eval()
-    sae.fold_activation_scale(tiny_workspace.scale)
-    return sae
-
-
-@pytest.fixture(scope="module")
-def written(trained_sae, tiny_workspace, tmp_path_factory):
+def written(tiny_trained_sae, tiny_workspace, tmp_path_factory):
     assert tiny_workspace.model is not None  # loaded before the clock starts: a run has it from SAEBench's eval
     out_dir = tmp_path_factory.mktemp("autointerp") / "run_3"
     started = time.perf_counter()
-    path = write_autointerp_contexts(trained_sae, tiny_workspace, out_dir)
+    path = write_autointerp_contexts(tiny_trained_sae, tiny_workspace, out_dir)
     return json.loads(path.read_text()), time.perf_counter() - started, path
 
 
@@ -50,11 +38,11 @@ def test_the_file_is_written_in_the_run_folder_quickly(written):
     assert summary["features"], "a trained SAE has live features to sample"
 
 
-def test_each_feature_has_its_contexts_and_the_labels_match_the_sae(written, trained_sae, tiny_workspace):
+def test_each_feature_has_its_contexts_and_the_labels_match_the_sae(written, tiny_trained_sae, tiny_workspace):
     summary, _, _ = written
     ids = [feature["id"] for feature in summary["features"]]
     assert len(set(ids)) == len(ids)
-    acts = encode(trained_sae, tiny_workspace.heldout, torch.tensor(ids))
+    acts = encode(tiny_trained_sae, tiny_workspace.heldout, torch.tensor(ids))
     for column, feature in enumerate(summary["features"]):
         explaining, scoring = feature["explanation_contexts"], feature["scoring_contexts"]
         assert len(explaining) == N_EXPLAIN
@@ -81,7 +69,7 @@ def test_every_context_is_held_out_text(written, tiny_workspace):
             assert text.strip() in corpus
 
 
-def test_the_sample_is_the_same_on_every_call(written, trained_sae, tiny_workspace, tmp_path):
+def test_the_sample_is_the_same_on_every_call(written, tiny_trained_sae, tiny_workspace, tmp_path):
     summary, _, _ = written
-    again = json.loads(write_autointerp_contexts(trained_sae, tiny_workspace, tmp_path / "run_3").read_text())
+    again = json.loads(write_autointerp_contexts(tiny_trained_sae, tiny_workspace, tmp_path / "run_3").read_text())
     assert again == summary

@@ -11,24 +11,18 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def trained_and_random(tiny_workspace, tiny_settings):
-    """CustomSAE trained on the tiny workspace, and a control: the same architecture with a random decoder and an
-    encoder bias far below any pre-activation, so that its features carry nothing about the text."""
-    from experiment import build_sae, train
+def trained_and_random(tiny_workspace, tiny_settings, tiny_trained_sae):
+    """The session's trained CustomSAE, and a control: the same architecture with a random decoder and an encoder bias
+    far below any pre-activation, so that its features carry nothing about the text."""
+    from experiment import build_sae
 
-    saes = {}
-    for label in ("trained", "random"):
-        sae = build_sae(tiny_settings, tiny_workspace.preset.d_model, tiny_workspace.hook, "cpu")
-        tiny_workspace.initialise_decoder_bias(sae)
-        if label == "trained":
-            train(sae, tiny_workspace, tiny_settings)
-        else:
-            with torch.no_grad():
-                sae.b_enc.fill_(-1e6)
-        sae.eval()
-        sae.fold_activation_scale(tiny_workspace.scale)
-        saes[label] = sae
-    return saes
+    control = build_sae(tiny_settings, tiny_workspace.preset.d_model, tiny_workspace.hook, "cpu")
+    tiny_workspace.initialise_decoder_bias(control)
+    with torch.no_grad():
+        control.b_enc.fill_(-1e6)
+    control.eval()
+    control.fold_activation_scale(tiny_workspace.scale)
+    return {"trained": tiny_trained_sae, "random": control}
 
 
 @pytest.fixture(scope="module")

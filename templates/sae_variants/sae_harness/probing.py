@@ -137,20 +137,9 @@ def sparse_probing_means(sae, workspace) -> tuple[dict, dict]:
     'sae.sae_test_accuracy' and the model's own 'llm.*' accuracies, averaged over datasets."""
     from sae_bench.evals.sparse_probing.main import run_eval_single_sae
 
-    eval_config = sparse_probing_config(workspace)
-    cache = ArtifactCache(workspace, "sparse_probing", eval_config)
-    sae = _saebench_sae(sae, workspace.device)
-    with offline_datasets_routed(), shape_checks_off():
-        results, per_class = cache.run(lambda folder: run_eval_single_sae(
-            eval_config, sae, workspace.model, workspace.device, folder, save_activations=True))
-    means = {}
-    for name, value in results.items():
-        if not isinstance(value, dict):
-            means[f"{name.split('_', 1)[0]}.{name}"] = value
-    details = {"eval_config": dataclasses.asdict(eval_config),
-               "per_dataset": {name: value for name, value in results.items() if isinstance(value, dict)},
-               "per_class": per_class}
-    return means, details
+    results, details = _run_saebench(run_eval_single_sae, sae, workspace, "sparse_probing",
+                                     sparse_probing_config(workspace))
+    return {f"{name.split('_', 1)[0]}.{name}": value for name, value in results.items()}, details
 
 
 def tpp_means(sae, workspace) -> tuple[dict, dict]:
@@ -166,13 +155,20 @@ def scr_means(sae, workspace) -> tuple[dict, dict]:
 def _scr_and_tpp_means(sae, workspace, eval_name: str, eval_config) -> tuple[dict, dict]:
     from sae_bench.evals.scr_and_tpp.main import run_eval_single_sae
 
+    results, details = _run_saebench(run_eval_single_sae, sae, workspace, eval_name, eval_config)
+    return {f"{eval_name}_metrics.{name}": value for name, value in results.items()}, details
+
+
+def _run_saebench(run_eval_single_sae, sae, workspace, eval_name: str, eval_config) -> tuple[dict, dict]:
+    """One of SAEBench's run_eval_single_sae with the run's model, the offline datasets routed and the artifacts
+    cached: (its averaged numbers, details with the config and the per-dataset and per-class results)."""
     cache = ArtifactCache(workspace, eval_name, eval_config)
     sae = _saebench_sae(sae, workspace.device)
     with offline_datasets_routed(), shape_checks_off():
         results, per_class = cache.run(lambda folder: run_eval_single_sae(
             eval_config, sae, workspace.model, workspace.device, folder, save_activations=True))
-    means = {f"{eval_name}_metrics.{name}": value for name, value in results.items() if not isinstance(value, dict)}
+    averaged = {name: value for name, value in results.items() if not isinstance(value, dict)}
     details = {"eval_config": dataclasses.asdict(eval_config),
                "per_dataset": {name: value for name, value in results.items() if isinstance(value, dict)},
                "per_class": per_class}
-    return means, details
+    return averaged, details
