@@ -48,6 +48,9 @@ class Metric:
     """How prose names the metric, for the claim checker."""
     fraction: bool = False
     """A fraction: "12%" in prose means 0.12, and "247 dead features" is a count, not a value."""
+    frontier: bool = False
+    """A fidelity metric that moves with sparsity: judged against the baseline's frontier at the run's own
+    sparsity ([baseline.frontier] x), not against the baseline's single point."""
 
     def __post_init__(self) -> None:
         if (self.direction == "target") != (self.target is not None):
@@ -116,6 +119,21 @@ class Autointerp:
 
 
 @dataclass(frozen=True)
+class BaselinePlan:
+    """How the template's run_0 is built: the command (trains it, its extra seeds and its frontier points), where
+    those land, and which setting a run's seed is (so that an idea's run can be repeated on other seeds)."""
+
+    command: str = "experiment.py"
+    """A script in the template run as `python <command> --out_dir=run_0`."""
+    seed_variable: str = ""
+    """The environment variable that sets a run's seed; empty: runs cannot be repeated on other seeds."""
+    seed_setting: str = ""
+    """Where final_info.json records the seed a run used ("group.name")."""
+    frontier_x: str = ""
+    """The sparsity metric ("group.name") that frontier points are placed by; empty: no frontier."""
+
+
+@dataclass(frozen=True)
 class Requirement:
     """A condition on one metric of run_0 that a usable baseline meets."""
 
@@ -161,6 +179,7 @@ class Manifest:
     check: str
     timeout_s: float
     baseline: tuple[Requirement, ...]
+    baseline_plan: BaselinePlan
     metrics: MetricRegistry
     plots: tuple[Plot, ...]
     stages: tuple[Stage, ...] = field(default=())
@@ -267,6 +286,7 @@ class _Reader:
             check=self.get(run, "run", "check", str, ""),
             timeout_s=float(self.get(run, "run", "timeout_s", (int, float), 7200)),
             baseline=self.requirements(),
+            baseline_plan=self.baseline_plan(),
             metrics=self.metrics(),
             plots=tuple(self.plot(i, p) for i, p in enumerate(self.array("plots"))),
             stages=tuple(self.stage(i, s) for i, s in enumerate(self.array("stages"))),
@@ -291,6 +311,26 @@ class _Reader:
             found.append(Requirement(metric, self.get(item, where, "reason", str, required=True), above, at_least))
         return tuple(found)
 
+    def baseline_plan(self) -> BaselinePlan:
+        table = self.table(self.data, "baseline", required=False)
+        frontier = table.get("frontier", {})
+        if not isinstance(frontier, dict):
+            self.fail("[baseline.frontier]", "a table")
+        plan = BaselinePlan(
+            command=self.get(table, "baseline", "command", str, "experiment.py"),
+            seed_variable=self.get(table, "baseline", "seed_variable", str, ""),
+            seed_setting=self.get(table, "baseline", "seed_setting", str, ""),
+            frontier_x=self.get(frontier, "baseline.frontier", "x", str, ""))
+        command = Path(plan.command)
+        if not plan.command.endswith(".py") or command.is_absolute() or ".." in command.parts:
+            self.fail("baseline.command", 'a python script of the template, e.g. "baseline.py"')
+        for where, value in (("baseline.seed_setting", plan.seed_setting), ("baseline.frontier.x", plan.frontier_x)):
+            if value and "." not in value:
+                self.fail(where, 'a metric "group.name"')
+        if bool(plan.seed_variable) != bool(plan.seed_setting):
+            self.fail("baseline", "given seed_variable and seed_setting together, or neither")
+        return plan
+
     def metrics(self) -> MetricRegistry:
         metrics = []
         for key, entry in self.table(self.data, "metrics", required=False).items():
@@ -310,7 +350,7 @@ class _Reader:
                 group, name, direction, self.get(entry, where, "description", str, required=True),
                 None if target is None else float(target), self.get(entry, where, "display", str, ""),
                 self.get(entry, where, "key", bool, False), self.strings(entry, where, "aliases"),
-                self.get(entry, where, "fraction", bool, False)))
+                self.get(entry, where, "fraction", bool, False), self.get(entry, where, "frontier", bool, False)))
         return MetricRegistry(metrics)
 
     def plot(self, index: int, item: dict) -> Plot:

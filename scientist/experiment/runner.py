@@ -16,7 +16,7 @@ import jsonschema
 from scientist.experiment.manifest import Manifest
 from scientist.experiment.sandbox import SandboxPolicy, clean_environment, run_sandboxed
 from scientist.launch.progress import last_progress_line
-from scientist.store.folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_final_info, run_dir
+from scientist.store.folder import FINAL_INFO_FILE, ResultsError, final_info_path, read_result_file, run_dir
 from scientist.store.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -107,15 +107,17 @@ def _tail(path: Path, size: int = 4096) -> str:
 
 def run_experiment(manifest: Manifest, python: Path, folder: Path, run_number: int, timeout_s: float,
                    on_heartbeat: Callable[[str], None] | None = None,
-                   environ: Mapping[str, str] | None = None) -> ProcessResult:
-    """`python experiment.py --out_dir=run_i`. A failed run leaves no run_i folder to be mistaken for a result."""
-    out_dir = run_dir(folder, run_number)
-    result = run_python(manifest, python, [EXPERIMENT_FILE, f"--out_dir={out_dir.name}"], folder, timeout_s,
-                        out_dir.name, on_heartbeat, environ)
+                   environ: Mapping[str, str] | None = None, out_dir: str = "") -> ProcessResult:
+    """`python experiment.py --out_dir=run_i` (or --out_dir=out_dir, a folder inside run_i such as a run's extra
+    seed). A failed run leaves no folder to be mistaken for a result."""
+    out_dir = out_dir or run_dir(folder, run_number).name
+    log_name = out_dir.replace("/", "_")
+    result = run_python(manifest, python, [EXPERIMENT_FILE, f"--out_dir={out_dir}"], folder, timeout_s, log_name,
+                        on_heartbeat, environ)
     schema = folder / manifest.final_info_schema
-    problem = final_info_problem(folder, run_number, schema) if result.ok else None
+    problem = final_info_problem(folder / out_dir / FINAL_INFO_FILE, schema) if result.ok else None
     if not result.ok or problem:
-        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(folder / out_dir, ignore_errors=True)
         if problem:
             return ProcessResult(1, f"experiment.py exited 0, but {problem}", False, result.seconds)
     return result
@@ -150,14 +152,13 @@ class RunAttempts:
         return result, False
 
 
-def final_info_problem(folder: Path, run_number: int, schema_path: Path) -> str | None:
-    """Why a run's final_info.json cannot be read as results (None when it can): missing, not JSON, NaN or
-    infinity, or breaking the template's schema (a group without status or means, a number that is not one)."""
-    path = final_info_path(folder, run_number)
+def final_info_problem(path: Path, schema_path: Path) -> str | None:
+    """Why a run's final_info.json (at path) cannot be read as results (None when it can): missing, not JSON, NaN
+    or infinity, or breaking the template's schema (a group without status or means, a number that is not one)."""
     if not path.exists():
         return f"it wrote no {FINAL_INFO_FILE}"
     try:
-        info = read_final_info(folder, run_number)
+        info = read_result_file(path)
     except ResultsError as err:
         return f"its {FINAL_INFO_FILE} is {str(err).removeprefix(f'{path}: ')}"
     if schema_path.exists():

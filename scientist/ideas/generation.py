@@ -13,6 +13,7 @@ import logging
 from datetime import date
 from pathlib import Path
 
+from scientist.experiment.briefing import template_judging_values
 from scientist.ideas.idea_files import IdeaError, deduplicate, extract_json, validate_idea
 from scientist.llm.client import complete
 from scientist.llm.ledger import Budget, Ledger
@@ -60,15 +61,17 @@ def write_ideas(path: Path, ideas: list[dict]):
 
 
 def generate_ideas(template: Path, out_path: Path, known: list[dict], model: str, ledger: Ledger,
-                   budget: Budget, num_ideas: int, num_reflections: int) -> list[dict]:
-    """Generate up to num_ideas ideas unlike the known ones, writing them to out_path as they come."""
+                   budget: Budget, num_ideas: int, num_reflections: int, max_runs: int | None = None) -> list[dict]:
+    """Generate up to num_ideas ideas unlike the known ones, writing them to out_path as they come. The prompt says
+    how runs are judged and their budget, from the template's baseline, and max_runs, the runs an idea gets."""
     prompt = template_prompt(template)
     code = (template / "experiment.py").read_text()
+    judging = {**template_judging_values(template), "max_runs": str(max_runs) if max_runs else "a few"}
     new: list[dict] = []
     for draw in range(1, num_ideas * DRAWS_PER_IDEA + 1):
         if len(new) == num_ideas:
             break
-        idea = _draft_and_reflect(prompt, code, known + new, model, ledger, budget, num_reflections, draw)
+        idea = _draft_and_reflect(prompt, code, judging, known + new, model, ledger, budget, num_reflections, draw)
         if idea is None:
             continue
         kept, dropped = deduplicate([idea], known + new)
@@ -85,13 +88,13 @@ def generate_ideas(template: Path, out_path: Path, known: list[dict], model: str
     return new
 
 
-def _draft_and_reflect(prompt: dict, code: str, known: list[dict], model: str, ledger: Ledger, budget: Budget,
-                       num_reflections: int, draw: int) -> dict | None:
+def _draft_and_reflect(prompt: dict, code: str, judging: dict[str, str], known: list[dict], model: str,
+                       ledger: Ledger, budget: Budget, num_reflections: int, draw: int) -> dict | None:
     previous = "\n".join(f"- {i['Name']}: {i['Title']}" for i in known) or "(none yet)"
     messages = [{"role": "system", "content": prompt["system"]},
                 {"role": "user", "content": render("idea_first", task_description=prompt["task_description"],
                                                    code=code, previous_ideas=previous,
-                                                   num_reflections=num_reflections)}]
+                                                   num_reflections=num_reflections, **judging)}]
     idea = _ask_for_idea(messages, model, ledger, budget, stage="idea_generation", where=f"idea draw {draw}")
     for round_number in range(1, num_reflections + 1):
         if idea is None:

@@ -94,7 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--autointerp-features", type=non_negative_int, default=8, metavar="N",
                         help="Features of each run the LLM explains and is scored on, when the template's runs leave "
                              "contexts for it (default 8; 0 turns autointerp off).")
+    parser.add_argument("--seeds", type=positive_int, default=1, metavar="N",
+                        help="Seeds of each idea's main result: after its last run, the run the coder names as its "
+                             "main result (else the last one) is repeated on N-1 more seeds, and the notes and the "
+                             "paper use the means (default 1; the baseline's seeds are the template's setting).")
     return parser
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not allowed here; give 1 or more")
+    return value
 
 
 def non_negative_int(text: str) -> int:

@@ -31,6 +31,8 @@ class LaunchConfig:
     """The template's preset for the runs (its manifest's preset_variable)."""
     autointerp_features: int = 8
     """Features of each run whose explanations the LLM writes and is scored on (0: no autointerp stage)."""
+    seeds: int = 1
+    """Seeds of each idea's main run: after its last run it is repeated on seeds - 1 more (1: no repeat)."""
     launch_id: str = ""
     """Tells the ideas of one launch apart from other launches' (they share its budget)."""
     budget_usd: float | None = dataclasses.field(default=None, compare=False)
@@ -50,7 +52,7 @@ class LaunchConfig:
                    results_dir=Path(args.results_dir), demo_script=Path(args.demo_script), max_runs=args.max_runs,
                    max_iters=args.max_iters, run_timeout=args.run_timeout, writeup=args.writeup,
                    num_reviews=args.num_reviews, preset=args.preset, autointerp_features=args.autointerp_features,
-                   launch_id=launch_id, budget_usd=args.budget_usd)
+                   seeds=args.seeds, launch_id=launch_id, budget_usd=args.budget_usd)
 
     def to_json(self) -> dict:
         """What launch.json keeps: every setting but the budget."""

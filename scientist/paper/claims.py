@@ -11,6 +11,12 @@ latex/**/*.tex (less comments and the *_generated.tex files that code wrote):
              by the registry's direction, higher/lower words by the raw sign of the change;
 - value:     "run 1 reaches an explained variance of 0.937", "CE loss score of 0.93 for run_1".
 
+A direction word must also fit the noise: the baseline is trained on several seeds, and a change no larger than
+metrics.compare's noise threshold (from the baseline's seed spread) is "within noise", neither better nor higher.
+A fidelity metric that moves with sparsity (a frontier metric of the manifest) is better or worse against the
+baseline's frontier at the run's own sparsity, not against the baseline's single point. A run repeated on seeds is
+judged by its mean.
+
 A claim names its run ("run 2", "run_2", "the baseline"), or takes it from the notes section it is in; a claim
 that names no run holds if any run bears it out. Sentences that speak of expectations ("should", "we expect")
 are not claims about results and are skipped.
@@ -29,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scientist.experiment.manifest import Manifest, ManifestError, MetricRegistry, manifest_of
-from scientist.experiment.metrics import SAME_TOLERANCE, compare, format_number
+from scientist.experiment.metrics import SAME_TOLERANCE, MetricChange, compare, format_number
+from scientist.experiment.noise import Frontier, read_frontier
 from scientist.paper.claim_text import Claim, find_claims
 from scientist.store.folder import (
     FINAL_INFO_FILE,
@@ -46,6 +53,7 @@ ROUNDING_SLACK = 0.5  # in units of the last written digit
 RELATIVE_TOLERANCE = 0.01
 LATEX_DIR = "latex"
 GENERATED_TEX_SUFFIX = "_generated.tex"
+WITHIN_NOISE = "within noise"  # metrics.compare's verdict for a change no larger than the baseline's seed noise
 
 
 class ClaimsError(Exception):
@@ -73,6 +81,48 @@ def _matches(written: float, places: int | None, measured: float) -> bool:
 Means = dict[int, dict[str, float]]  # run number -> registry key -> value
 
 
+class _Measured:
+    """What the run files say: each run's means, and each change from one run to another as metrics.compare judges
+    it: against the seed noise, and for a frontier metric against the baseline's frontier at the run's sparsity."""
+
+    def __init__(self, infos: dict[int, dict], registry: MetricRegistry, frontier: Frontier | None):
+        self.infos, self.registry, self.frontier = infos, registry, frontier
+        self.means: Means = {run: _means(info) for run, info in infos.items()}
+        self._changes: dict[tuple[int, int], dict[str, MetricChange]] = {}
+
+    def change(self, reference: int, run: int, metric: str) -> MetricChange:
+        """The change of metric from the reference run to run; both must have measured it."""
+        if (reference, run) not in self._changes:
+            if reference == 0:
+                changes = compare(self.infos[0], self.infos[run], self.registry, self.frontier)
+            else:
+                changes = compare(_with_seed_spread(self.infos[reference], self.infos.get(0, {})), self.infos[run],
+                                  self.registry)
+            self._changes[reference, run] = {change.key: change for change in changes}
+        return self._changes[reference, run][metric]
+
+
+def _with_seed_spread(reference: dict, baseline: dict) -> dict:
+    """A run other than the baseline, as the reference of a comparison: its seed spread is the baseline's (what the
+    seeds measured of this setup) unless the run was repeated on seeds itself, so that "run 2 beats run 1" needs
+    the same margin as "run 2 beats the baseline"."""
+    spread = {}
+    for group, body in reference.items():
+        base = baseline.get(group)
+        if isinstance(body, dict) and body.get("stds") is None and isinstance(base, dict) and base.get("stds"):
+            body = {**body, "stds": base["stds"]}
+        spread[group] = body
+    return spread
+
+
+def _written_change(metric: str, before: float, after: float, registry: MetricRegistry) -> MetricChange:
+    """The change between two written numbers that are not both runs' values: no seed spread is known for them."""
+    group, name = metric.split(".", 1)
+    [change] = compare({group: {"status": "ok", "means": {name: before}}},
+                       {group: {"status": "ok", "means": {name: after}}}, registry)
+    return change
+
+
 def _label(run: int) -> str:
     return "baseline" if run == 0 else f"run_{run}"
 
@@ -85,23 +135,56 @@ def _hint(metric: str, registry: MetricRegistry) -> str:
         entry.direction, "not in the metric registry")
 
 
-def _outcome(sense: str, metric: str, before: float, after: float, registry: MetricRegistry) -> str | None:
-    """What the change before -> after is, in the words of the sense; None when better/worse has no meaning."""
-    if sense in ("better", "worse"):
-        group, name = metric.split(".", 1)
-        [change] = compare({group: {"status": "ok", "means": {name: before}}},
-                           {group: {"status": "ok", "means": {name: after}}}, registry)
-        return change.verdict if change.verdict in ("better", "worse", "same") else None
-    if abs(after - before) <= SAME_TOLERANCE * max(1.0, abs(before)):
-        return "same"
-    return "higher" if after > before else "lower"
+def _by_verdict(sense: str) -> bool:
+    """Better/worse words are judged by the change's verdict; higher/lower words by the raw sign of the change."""
+    return sense in ("better", "worse")
 
 
-def _went(metric: str, means: Means, reference: int, runs: list[int], registry: MetricRegistry) -> str:
-    steps = [f"{format_number(means[reference][metric])} -> {format_number(means[run][metric])} in {_label(run)}"
-             for run in runs if metric in means[run]]
+def _judged_delta(change: MetricChange, sense: str) -> float | None:
+    """The change the sense speaks of: for better/worse of a frontier metric, from the frontier at the run's
+    sparsity; else from the reference run's value."""
+    if change.value is None or change.baseline is None:
+        return None
+    start = change.frontier_value if _by_verdict(sense) and change.frontier_value is not None else change.baseline
+    return change.value - start
+
+
+def _outcome(sense: str, change: MetricChange) -> str | None:
+    """What the change is, in the words of the sense ("within noise" when it does not exceed the noise threshold);
+    None when better/worse has no meaning for the metric or a value is missing."""
+    if _by_verdict(sense):
+        return change.verdict if change.verdict in ("better", "worse", WITHIN_NOISE) else None
+    delta = _judged_delta(change, sense)
+    if delta is None:
+        return None
+    if change.noise is not None and abs(delta) <= change.noise:
+        return WITHIN_NOISE
+    if change.noise is None and abs(delta) <= SAME_TOLERANCE * max(1.0, abs(change.baseline)):
+        return "unchanged"  # a number that is not scored has no noise rule; float rounding is no change
+    return "higher" if delta > 0 else "lower"
+
+
+def _step(measured: _Measured, reference: int, run: int, metric: str, sense: str | None) -> str:
+    """'a -> b in run_1', with the frontier point a better/worse claim was judged against and, for a change within
+    noise, the change and the threshold."""
+    change = measured.change(reference, run, metric)
+    text = f"{format_number(change.baseline)} -> {format_number(change.value)} in {_label(run)}"
+    if sense is None:
+        return text
+    notes = []
+    if _by_verdict(sense) and change.frontier_value is not None:
+        notes.append(f"the baseline's frontier is {format_number(change.frontier_value)} at this run's "
+                     f"{measured.frontier.x} of {format_number(change.frontier_x)}")
+    if _outcome(sense, change) == WITHIN_NOISE:
+        notes.append(f"a change of {_judged_delta(change, sense):+.6g} is within the noise floor of "
+                     f"{format_number(change.noise)}")
+    return text + "".join(f" ({note})" for note in notes)
+
+
+def _went(measured: _Measured, metric: str, reference: int, runs: list[int], sense: str | None) -> str:
+    steps = [_step(measured, reference, run, metric, sense) for run in runs if metric in measured.means[run]]
     against = "" if reference == 0 else f" (from {_label(reference)})"
-    return f"{metric} is {_hint(metric, registry)} and went {', '.join(steps)}{against}"
+    return f"{metric} is {_hint(metric, measured.registry)} and went {', '.join(steps)}{against}"
 
 
 def _values(metric: str, means: Means, runs: list[int]) -> str:
@@ -118,7 +201,8 @@ def _unmeasured(claim: Claim, means: Means, runs: list[int]) -> str | None:
     return None
 
 
-def _check_value(claim: Claim, means: Means, registry: MetricRegistry) -> str | None:
+def _check_value(claim: Claim, measured: _Measured) -> str | None:
+    means = measured.means
     runs = [claim.run] if claim.run is not None else sorted(means)
     if problem := _unmeasured(claim, means, runs):
         return problem
@@ -131,57 +215,69 @@ def _check_value(claim: Claim, means: Means, registry: MetricRegistry) -> str | 
     return f"{claim.metric} is {_values(claim.metric, means, runs)}; {found}"
 
 
-def _mismatch(claim: Claim, means: Means, runs: list[int]) -> str | None:
-    """Why "before -> after" is not the baseline's or an earlier run's value, then one of the runs', or None."""
-    (before, after), (before_places, after_places), metric = claim.values, claim.places, claim.metric
+def _holding(claim: Claim, index: int, means: Means, candidates) -> list[int]:
+    """The runs among candidates whose value of the claim's metric is its index-th written number."""
+    value, places, metric = claim.values[index], claim.places[index], claim.metric
+    return [run for run in candidates if metric in means[run] and _matches(value, places, means[run][metric])]
 
-    def holding(value: float, places: int | None, candidates) -> list[int]:
-        return [run for run in candidates if metric in means[run] and _matches(value, places, means[run][metric])]
 
-    ends = holding(after, after_places, runs)
-    if any(holding(before, before_places, [run for run in means if run < end]) for end in ends):
-        return None
-    if not ends and not holding(before, before_places, means):
+def _written_pairs(claim: Claim, means: Means, runs: list[int]) -> list[tuple[int, int]]:
+    """The (reference, run) pairs whose values "before -> after" are: the run one of runs, the reference the
+    baseline or an earlier run."""
+    return [(start, end) for end in _holding(claim, 1, means, runs)
+            for start in _holding(claim, 0, means, [run for run in sorted(means) if run < end])]
+
+
+def _mismatch(claim: Claim, means: Means, runs: list[int]) -> str:
+    """Why "before -> after" is not the baseline's or an earlier run's value, then one of the runs'."""
+    before, after = claim.values
+    ends = _holding(claim, 1, means, runs)
+    if not ends and not _holding(claim, 0, means, means):
         return f"{before:g}/{after:g} match no run"
     if not ends:
         return f"{after:g} is not {'any run' if claim.run is None else _label(claim.run)}'s value"
     return f"{before:g} is not the value of the baseline or a run before {'/'.join(map(_label, ends))}"
 
 
-def _check_change(claim: Claim, means: Means, registry: MetricRegistry) -> str | None:
+def _check_change(claim: Claim, measured: _Measured) -> str | None:
+    means = measured.means
     runs = [claim.run] if claim.run is not None else [run for run in sorted(means) if run > 0]
     if problem := _unmeasured(claim, means, runs):
         return problem
     (before, after), metric = claim.values, claim.metric
+    pairs = _written_pairs(claim, means, runs)
     problems = []
-    written = _outcome(claim.sense, metric, before, after, registry) if claim.sense else None
-    if written not in (None, claim.sense):
-        problems.append(f"{before:g} -> {after:g} is {written}, not {claim.sense}")
-    if mismatch := _mismatch(claim, means, runs):
-        problems.append(mismatch)
+    if claim.sense:
+        # Numbers that are runs' values are judged as those runs' change (seed noise, frontier); others as written.
+        changes = ([measured.change(start, end, metric) for start, end in pairs]
+                   or [_written_change(metric, before, after, measured.registry)])
+        outcomes = list(dict.fromkeys(_outcome(claim.sense, change) for change in changes))
+        if None not in outcomes and claim.sense not in outcomes:
+            problems.append(f"{before:g} -> {after:g} is {'/'.join(outcomes)}, not {claim.sense}")
+    if not pairs:
+        problems.append(_mismatch(claim, means, runs))
     if not problems:
         return None
     if 0 in means and metric in means[0]:
-        return f"{_went(metric, means, 0, runs, registry)}; " + "; ".join(problems)
+        return f"{_went(measured, metric, 0, runs, claim.sense)}; " + "; ".join(problems)
     return f"{metric} is {_values(metric, means, sorted(means))}; " + "; ".join(problems)
 
 
-def _check_direction(claim: Claim, means: Means, registry: MetricRegistry) -> str | None:
-    reference = claim.reference
-    if reference not in means or claim.metric not in means[reference]:
+def _check_direction(claim: Claim, measured: _Measured) -> str | None:
+    means, reference, metric = measured.means, claim.reference, claim.metric
+    if reference not in means or metric not in means[reference]:
         return None  # nothing to compare with; a missing run_0 is reported once, on its own
     runs = [claim.run] if claim.run is not None else [run for run in sorted(means) if run not in (0, reference)]
     if problem := _unmeasured(claim, means, runs):
         return problem
-    outcomes = [_outcome(claim.sense, claim.metric, means[reference][claim.metric], means[run][claim.metric],
-                         registry) for run in runs if claim.metric in means[run]]
+    runs = [run for run in runs if metric in means[run]]
+    outcomes = list(dict.fromkeys(_outcome(claim.sense, measured.change(reference, run, metric)) for run in runs))
     if None in outcomes or claim.sense in outcomes:
         return None
-    went = _went(claim.metric, means, reference, runs, registry)
-    return f"{went}: {'/'.join(dict.fromkeys(outcomes))}, not {claim.sense}"
+    return f"{_went(measured, metric, reference, runs, claim.sense)}: {'/'.join(outcomes)}, not {claim.sense}"
 
 
-CHECKS: dict[str, Callable[[Claim, Means, MetricRegistry], str | None]] = {
+CHECKS: dict[str, Callable[[Claim, _Measured], str | None]] = {
     "value": _check_value, "change": _check_change, "direction": _check_direction,
 }
 
@@ -244,7 +340,7 @@ def check_idea(idea_dir: Path, manifest: Manifest | None = None) -> tuple[list[C
             manifest = manifest_of(idea_dir)
         except ManifestError as err:
             raise ClaimsError(str(err)) from None
-    means = {run: _means(info) for run, info in infos.items()}
+    measured = _Measured(infos, manifest.metrics, read_frontier(idea_dir, manifest.baseline_plan.frontier_x))
     sources = [idea_dir / NOTES_FILE] if (idea_dir / NOTES_FILE).is_file() else []
     sources += [path for path in sorted((idea_dir / LATEX_DIR).rglob("*.tex"))
                 if not path.name.endswith(GENERATED_TEX_SUFFIX)]
@@ -252,9 +348,9 @@ def check_idea(idea_dir: Path, manifest: Manifest | None = None) -> tuple[list[C
               for claim in find_claims(_read(path), path.relative_to(idea_dir), manifest.metrics)]
     contradictions = _baseline_problems(infos, manifest)
     for claim in claims:
-        measured = CHECKS[claim.kind](claim, means, manifest.metrics)
-        if measured:
-            contradictions.append(Contradiction(claim, measured))
+        problem = CHECKS[claim.kind](claim, measured)
+        if problem:
+            contradictions.append(Contradiction(claim, problem))
     return claims, contradictions
 
 

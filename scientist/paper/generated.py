@@ -1,7 +1,8 @@
-"""The parts of the paper that code writes, never the coder: the results table (from the runs' final_info.json,
-so that no number in it can be misquoted), the figures (the plots the manifest lists), the appendix (what the
-template's stages wrote for the paper) and references.bib (from the literature search's records only, so that no
-reference can be invented)."""
+"""The parts of the paper that code writes, never the coder: the results table (from the runs' results, so that
+no number in it can be misquoted, with metrics.compare's verdicts as its marks, so that no change within the seed
+noise looks like an effect), the figures (the plots the manifest lists), the appendix (what the template's stages
+wrote for the paper) and references.bib (from the literature search's records only, so that no reference can be
+invented)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import re
 import shutil
 from pathlib import Path
 
-from scientist.experiment.manifest import SCORED_DIRECTIONS, Manifest, Metric, MetricRegistry
+from scientist.experiment.manifest import Manifest, Metric, MetricRegistry
+from scientist.experiment.metrics import Frontier, MetricChange, compare, frontier_rule_text, noise_rule_text
+from scientist.experiment.seeds import seed_count
 from scientist.paper.latex import BIB_FILE, FIGURES_FILE, GENERATED_HEADER, TABLE_FILE, ascii_words, escape_latex
 from scientist.store.files import atomic_write_text
 from scientist.store.folder import FinishedRun
@@ -19,12 +22,16 @@ FIGURES_DIR = "figures"
 # --- the results table ---
 
 SIGNIFICANT_DIGITS = 4
+SPREAD_DIGITS = 2  # a seed spread is shown to two significant digits: it says how far the mean's digits hold
 DESCRIPTION_WIDTH = "4.2cm"
 WIDE_TABLE_COLUMNS = 7  # more metric columns than this are scaled to the text width (graphicx's \resizebox)
+WIDE_TABLE_COLUMNS_WITH_SPREAD = 4  # as many "mean ± spread" columns fill the text width
 BASELINE_DESCRIPTION = "Baseline"
 MISSING_DESCRIPTION = "no description given"
 MISSING_VALUE = "--"
 DIRECTION_MARKS = {"higher": r"\,$\uparrow$", "lower": r"\,$\downarrow$"}
+# A run's value whose change from the baseline exceeds the noise (metrics.compare's verdict); within noise: none.
+VERDICT_MARKS = {"better": r"\textsuperscript{\textdagger}", "worse": r"\textsuperscript{\textdaggerdbl}"}
 
 # --- figures: the plots the manifest lists, in its order ---
 
@@ -40,33 +47,29 @@ URL_PATTERN = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 
 # --- the results table ---
 
-def _metric_value(info: dict, group: str, name: str) -> float | None:
-    """The metric's mean when its group ran and the value is a finite number (the harness writes NaN as null)."""
+def _group_number(info: dict, group: str, field: str, name: str) -> float | None:
+    """A finite number from the group's `field` ("means", or "stds" of a run summarised over seeds) when the group
+    ran; None otherwise (the harness writes NaN as null, and a spread of fewer than two seeds is null)."""
     body = info.get(group)
-    if not isinstance(body, dict) or body.get("status") != "ok":
+    if not isinstance(body, dict) or body.get("status") != "ok" or not isinstance(body.get(field), dict):
         return None
-    value = (body.get("means") or {}).get(name)
+    value = body[field].get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _shown_exactly(value: float) -> bool:
-    return value.is_integer() and abs(value) < 10 ** SIGNIFICANT_DIGITS
+def _shown_exactly(value: float, digits: int) -> bool:
+    return value.is_integer() and abs(value) < 10 ** digits
 
 
-def _rounded(value: float) -> float:
-    """The value as the table shows it."""
-    return value if _shown_exactly(value) else float(f"{value:.{SIGNIFICANT_DIGITS}g}")
-
-
-def format_table_number(value: float) -> str:
-    """Whole numbers below 10^SIGNIFICANT_DIGITS exactly, others to SIGNIFICANT_DIGITS significant digits with
-    trailing zeros kept; in text mode, so that \\textbf can bold it: 32, 0.9370, \\textminus 0.01000,
+def format_table_number(value: float, digits: int = SIGNIFICANT_DIGITS) -> str:
+    """Whole numbers below 10^digits exactly, others to `digits` significant digits with trailing zeros kept;
+    in text mode, so that \\textbf can bold it: 32, 0.9370, \\textminus 0.01000,
     1.825\\texttimes 10\\textsuperscript{5}."""
-    if _shown_exactly(value):
+    if _shown_exactly(value, digits):
         return str(int(value)).replace("-", r"\textminus ")
-    mantissa, _, exponent = f"{value:#.{SIGNIFICANT_DIGITS}g}".partition("e")
+    mantissa, _, exponent = f"{value:#.{digits}g}".partition("e")
     text = mantissa.replace("-", r"\textminus ")
     if exponent:
         power = int(exponent)
@@ -74,23 +77,17 @@ def format_table_number(value: float) -> str:
     return text
 
 
-def _goodness(metric: Metric, value: float) -> float:
-    """Larger is better, for a metric with a scored direction."""
-    if metric.direction == "higher":
-        return value
-    if metric.direction == "lower":
-        return -value
-    return -abs(value - metric.target)
-
-
-def _best_cells(metric: Metric, values: list[float | None]) -> set[int]:
-    """Indices of the best values as shown (rounded), so that numbers that look equal are bolded alike; none for a
-    metric that is not scored or that fewer than two runs report."""
-    shown = {i: _rounded(value) for i, value in enumerate(values) if value is not None}
-    if metric.direction not in SCORED_DIRECTIONS or len(shown) < 2:
-        return set()
-    best = max(_goodness(metric, value) for value in shown.values())
-    return {i for i, value in shown.items() if _goodness(metric, value) == best}
+def _cell(mean: float | None, spread: float | None, verdict: str | None) -> str:
+    """The mean (bold when better than the baseline beyond the noise), ± the seeds' spread when the run has one,
+    and the verdict's mark."""
+    if mean is None:
+        return MISSING_VALUE
+    text = format_table_number(mean)
+    if verdict == "better":
+        text = rf"\textbf{{{text}}}"
+    if spread is not None:
+        text += rf" $\pm$ {format_table_number(spread, SPREAD_DIGITS)}"
+    return text + VERDICT_MARKS.get(verdict, "")
 
 
 def _column_heading(metric: Metric, heading: str) -> str:
@@ -99,26 +96,61 @@ def _column_heading(metric: Metric, heading: str) -> str:
     return heading + DIRECTION_MARKS.get(metric.direction, "")
 
 
-def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex_dir: Path) -> Path:
+def _verdicts(runs: list[FinishedRun], registry: MetricRegistry,
+              frontier: Frontier | None) -> list[dict[str, MetricChange]]:
+    """Each run's changes against the baseline (run 0, the first of runs) by metric key; none for the baseline."""
+    baseline = runs[0].info if runs and runs[0].number == 0 else None
+    return [{change.key: change for change in compare(baseline, run.info, registry, frontier)}
+            if baseline is not None and run.number != 0 else {} for run in runs]
+
+
+def _seeds_sentence(runs: list[FinishedRun]) -> str:
+    seeded = [(run.number, seed_count(run.info)) for run in runs if seed_count(run.info) > 1]
+    if not seeded:
+        return ""
+    counts = "; ".join(f"{'baseline' if number == 0 else f'run {number}'}: {count} seeds" for number, count in seeded)
+    return rf"A value with $\pm$ is the mean and sample standard deviation over the run's seeds ({counts}). "
+
+
+def _caption(runs: list[FinishedRun], columns: list[tuple], registry: MetricRegistry,
+             frontier: Frontier | None) -> str:
+    """What the numbers are, what bold and the marks mean and the rules behind them, all from the result files."""
+    caption = (f"Key metrics for the baseline (run 0) and each successful run, to {SIGNIFICANT_DIGITS} significant "
+               r"digits as each run's results record them ($\uparrow$: higher is better, $\downarrow$: lower is "
+               "better). " + _seeds_sentence(runs))
+    if runs and runs[0].number == 0:
+        baseline = runs[0].info
+        caption += (r"Bold with \textdagger: better than the baseline by more than the noise threshold; "
+                    r"\textdaggerdbl: worse by more than it; a run's value without a mark is within the noise of the "
+                    "baseline (or not scored). " + escape_latex(noise_rule_text(baseline)) + " ")
+        if rule := frontier_rule_text(frontier, baseline, registry):
+            caption += escape_latex(rule) + " "
+    return caption + "; ".join(f"{heading}: {meaning}" for _, heading, meaning, *_ in columns) + "."
+
+
+def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex_dir: Path,
+                        frontier: Frontier | None = None) -> Path:
     """results_table_generated.tex: one row per run (the baseline first), one column per key metric of the
-    registry; metrics that no run reports are left out."""
+    registry; metrics that no run reports are left out. A run's values are marked by their verdict against the
+    baseline (metrics.compare: beyond the seed noise, and for a frontier metric against the baseline's frontier)."""
     latex_dir = Path(latex_dir)
-    columns = []  # (metric, heading, meaning, values per run, indices of the best values)
+    verdicts = _verdicts(runs, registry, frontier)
+    columns = []  # (metric, heading, meaning, each run's (mean, spread), each run's change or None)
     for metric in registry.key_metrics:
-        values = [_metric_value(run.info, metric.group, metric.name) for run in runs]
-        if any(value is not None for value in values):
-            heading = escape_latex(metric.display or metric.name)
-            columns.append((metric, heading, escape_latex(metric.description), values, _best_cells(metric, values)))
+        numbers = [(_group_number(run.info, metric.group, "means", metric.name),
+                    _group_number(run.info, metric.group, "stds", metric.name)) for run in runs]
+        if any(mean is not None for mean, _ in numbers):
+            changes = [found.get(metric.key) for found in verdicts]
+            columns.append((metric, escape_latex(metric.display or metric.name), escape_latex(metric.description),
+                            numbers, changes))
     header = ["Run", "Description", *(_column_heading(metric, heading) for metric, heading, *_ in columns)]
     rows = []
     for i, run in enumerate(runs):
         description = BASELINE_DESCRIPTION if run.number == 0 else run.description or MISSING_DESCRIPTION
-        cells = [str(run.number), escape_latex(description)]
-        for _, _, _, values, best in columns:
-            number = MISSING_VALUE if values[i] is None else format_table_number(values[i])
-            cells.append(rf"\textbf{{{number}}}" if i in best else number)
-        rows.append(cells)
-    legend = "; ".join(f"{heading}: {meaning}" for _, heading, meaning, *_ in columns)
+        rows.append([str(run.number), escape_latex(description),
+                     *(_cell(*numbers[i], changes[i].verdict if changes[i] else None)
+                       for _, _, _, numbers, changes in columns)])
+    spread_shown = any(spread is not None for *_, numbers, _ in columns for _, spread in numbers)
     tabular = [
         rf"  \begin{{tabular}}{{r>{{\raggedright\arraybackslash}}p{{{DESCRIPTION_WIDTH}}}{'r' * len(columns)}}}",
         r"    \toprule",
@@ -128,18 +160,14 @@ def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex
         r"    \bottomrule",
         r"  \end{tabular}",
     ]
-    if len(columns) > WIDE_TABLE_COLUMNS:
+    if len(columns) > (WIDE_TABLE_COLUMNS_WITH_SPREAD if spread_shown else WIDE_TABLE_COLUMNS):
         tabular = [r"  \resizebox{\linewidth}{!}{%", *tabular, "  }"]
-    caption = (
-        f"Key metrics for the baseline (run 0) and each successful run, to {SIGNIFICANT_DIGITS} "
-        r"significant digits as each run's final\_info.json records them. Bold marks the best value of each scored "
-        r"metric ($\uparrow$: higher is better, $\downarrow$: lower is better). " + legend + ".")
     lines = [
-        GENERATED_HEADER.format(source="run_*/final_info.json and state.json").rstrip(),
+        GENERATED_HEADER.format(source="run_*/final_info.json, the seeds' summaries and state.json").rstrip(),
         r"\begin{table}[tbp]",
         r"  \centering",
         r"  \small",
-        f"  \\caption{{{caption}}}",
+        f"  \\caption{{{_caption(runs, columns, registry, frontier)}}}",
         r"  \label{tab:results}",
         *tabular,
         r"\end{table}",

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from scientist.experiment.manifest import Manifest, ManifestError, Metric, manifest_of
 from scientist.experiment.metrics import MetricChange, compare, format_number
+from scientist.experiment.noise import read_frontier
 from scientist.llm.ledger import Ledger, LedgerError
 from scientist.paper.review import REVIEW_FILE
 from scientist.store.files import atomic_write_text
@@ -41,8 +42,8 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index.html"
 PAPER_FILE = "paper.pdf"
 # metrics.py writes "-" for a number that describes the run rather than scores it.
-VERDICT_WORDS = {"better": "better", "worse": "worse", "same": "same", "n/a": "n/a", "-": "info"}
-VERDICT_CLASSES = {"better": "verdict-better", "worse": "verdict-worse", "same": "verdict-same",
+VERDICT_WORDS = {"better": "better", "worse": "worse", "within noise": "within noise", "n/a": "n/a", "-": "info"}
+VERDICT_CLASSES = {"better": "verdict-better", "worse": "verdict-worse", "within noise": "verdict-noise",
                    "n/a": "verdict-na", "-": "verdict-info"}
 NOT_YET = '<span class="not-yet">not yet</span>'
 
@@ -56,7 +57,7 @@ table.metrics th, table.metrics td { border-bottom: 1px solid #ddd; padding: 0.2
 table.metrics td.number { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict-better { color: #126b2f; font-weight: bold; }
 .verdict-worse { color: #b3261e; font-weight: bold; }
-.verdict-same, .verdict-na, .verdict-info { color: #777; }
+.verdict-noise, .verdict-na, .verdict-info { color: #777; }
 .not-yet { color: #999; font-style: italic; }
 .paper-flags li { color: #b3261e; }
 .plots { display: flex; flex-wrap: wrap; gap: 0.8em; }
@@ -158,7 +159,8 @@ def _metrics_table(folder: Path, state: IdeaState, manifest: Manifest | None) ->
         return f'<p class="metrics">Metrics: {NOT_YET}</p>'
     # A missing baseline leaves every verdict "n/a" rather than hiding the run's numbers.
     baseline = _read_results(folder, 0) or {}
-    changes = {change.key: change for change in compare(baseline, run_info, manifest.metrics)}
+    frontier = read_frontier(folder, manifest.baseline_plan.frontier_x)
+    changes = {change.key: change for change in compare(baseline, run_info, manifest.metrics, frontier)}
     # Key metrics that neither run reports (an eval this template runs only on some presets) are left out.
     rows = [_metric_row(metric, change) for metric in manifest.metrics.key_metrics
             if (change := changes.get(metric.key)) and (change.baseline is not None or change.value is not None)]

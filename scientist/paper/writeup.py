@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scientist.experiment.manifest import Manifest
+from scientist.experiment.noise import read_frontier
 from scientist.llm.coder import Coder
 from scientist.llm.ledger import Budget, Ledger
 from scientist.llm.prompts import PROMPTS_DIR, render
@@ -49,7 +50,8 @@ class PaperWriter:
         self.sections, self.manifest = sections, manifest
         self.latex_dir = copy_template(manifest.path / LATEX_TEMPLATE, folder.path)
         finished = folder.finished_runs()
-        write_results_table(finished, manifest.metrics, self.latex_dir)
+        write_results_table(finished, manifest.metrics, self.latex_dir,
+                            read_frontier(folder.path, manifest.baseline_plan.frontier_x))
         self.figure_labels = write_figures(folder.path, manifest, self.latex_dir)
         self.figure_labels += write_appendix(finished, manifest, folder.path, self.latex_dir)
         self.cite_keys = write_bibliography(papers, self.latex_dir)

@@ -1,7 +1,7 @@
 """The stages of an idea, listed once and in order. Launch, resume and the workers all drive this pipeline.
 
-    runs -> autointerp (when the manifest has [autointerp]) -> plots -> the template's own stages (its manifest's
-    [[stages]]) -> paper -> review
+    runs -> seeds (with --seeds above 1) -> autointerp (when the manifest has [autointerp]) -> plots
+    -> the template's own stages (its manifest's [[stages]]) -> paper -> review
 
 Autointerp comes before the plots so that the figures, the notes and the paper's table can show its scores.
 
@@ -16,6 +16,7 @@ from scientist.pipeline.base import IdeaRun, Stage
 from scientist.pipeline.paper import PaperStage, ReviewStage
 from scientist.pipeline.plots import PlotStage
 from scientist.pipeline.runs import RunsStage
+from scientist.pipeline.seeds import SeedsStage
 from scientist.pipeline.template_stages import TemplateStage
 
 DONE_COMMIT = "Idea done"
@@ -24,6 +25,7 @@ DONE_COMMIT = "Idea done"
 def stages(idea: IdeaRun) -> list[Stage]:
     return [
         RunsStage(),
+        SeedsStage(),
         AutointerpStage(),
         PlotStage(),
         *(TemplateStage(spec) for spec in idea.manifest.stages),

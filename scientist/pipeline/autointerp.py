@@ -278,7 +278,7 @@ def run_line(result: dict, baseline: dict | None = None, registry: MetricRegistr
     text = f"{SCORE} {format_number(means[SCORE])}"
     if baseline is not None and baseline.get("status") == "ok" and registry is not None:
         [change] = [c for c in compare({GROUP: baseline}, {GROUP: result}, registry) if c.name == SCORE]
-        verdict = f": {change.verdict}" if change.verdict in ("better", "worse", "same") else ""
+        verdict = f": {change.verdict}" if change.verdict in ("better", "worse", "within noise") else ""
         text += f" against {format_number(baseline['means'][SCORE])} for the baseline{verdict}"
     return (f"{text}; {means['scored_features']} features scored, {means['failed_features']} failed "
             f"(model {result['model']})")

@@ -12,8 +12,10 @@ import logging
 import re
 from pathlib import Path
 
+from scientist.experiment.briefing import baseline_block, budget_text
 from scientist.experiment.manifest import Manifest
 from scientist.experiment.metrics import results_block
+from scientist.experiment.noise import read_frontier
 from scientist.experiment.runner import FATAL_LINT_CODES, RunAttempts, lint
 from scientist.llm.prompts import render
 from scientist.paper.claims import contradictions_by_file
@@ -43,6 +45,12 @@ def interpretation_from(reply: str) -> str | None:
     if not match:
         return None
     return EDIT_BLOCK.split(match.group(1), maxsplit=1)[0].strip() or None
+
+
+def main_run_from(reply: str) -> int | None:
+    """The run the coder names as its main result ("MAIN_RUN: 2" or "MAIN_RUN: run_2"), repeated on --seeds seeds."""
+    match = re.search(r"^\s*MAIN_RUN:\s*(?:run_)?(\d+)\b", reply, flags=re.MULTILINE)
+    return int(match.group(1)) if match else None
 
 
 def correction_from(reply: str) -> str | None:
@@ -77,6 +85,7 @@ class ExperimentLoop:
         self.coder = idea.coder(*idea.manifest.editable)
         self.settings = idea.config
         self.baseline = self.folder.read_final_info(0)
+        self.frontier = read_frontier(self.folder.path, idea.manifest.baseline_plan.frontier_x)
         # The first editable file is the experiment the run command runs.
         self.experiment_py = self.folder.path / idea.manifest.editable[0]
         self.attempts = RunAttempts(self.folder.path, idea.manifest)
@@ -93,7 +102,8 @@ class ExperimentLoop:
         """Run the idea's experiments; return the number of successful runs."""
         prompt = render("coder_plan", title=self.idea["Title"], experiment=self.idea["Experiment"],
                         max_runs=self.settings.max_runs, run_command=RUN_COMMAND,
-                        baseline_results=results_block(0, "baseline", self.baseline, self.baseline, self.registry))
+                        baseline_results=baseline_block(self.baseline, self.registry, self.frontier),
+                        budget=budget_text(self.baseline, self.registry, self.frontier))
         run_number, fails_in_row, description = 1, 0, None
         while True:
             if fails_in_row >= self.settings.max_iters:
@@ -109,6 +119,8 @@ class ExperimentLoop:
                 self.keep_last_run_code(digest_before)
             if run_number > 1 and fails_in_row == 0:
                 self.record_interpretation(run_number - 1, reply)
+            if main_run_from(reply) in self.state.runs:
+                self.update(main_run=main_run_from(reply))
             if last_run_done:
                 break
             description = description_from(reply) or description
@@ -152,7 +164,7 @@ class ExperimentLoop:
                           stderr_tail=result.stderr_tail), False
         info = self.folder.read_final_info(run_number)
         block = results_block(run_number, description or "no description given", self.baseline, info,
-                              self.registry)
+                              self.registry, self.frontier)
         self.folder.append_notes(block)
         commit = self.folder.commit(f"Run {run_number} results: {description or 'no description'}")
         self.state.runs[run_number] = RunRecord(description, commit, round(result.seconds, 1))

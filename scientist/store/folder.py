@@ -61,10 +61,14 @@ class ResultsError(Exception):
 
 
 def read_final_info(folder: Path, number: int) -> dict:
-    """run_<number>/final_info.json of the folder (an idea folder or a template): the one reader of result files.
-    Raises ResultsError when it is missing, not JSON, holds NaN or infinity (a result records those as null), or
-    is not an object."""
-    path = final_info_path(folder, number)
+    """run_<number>/final_info.json of the folder (an idea folder or a template): the one reader of result files
+    (read_result_file)."""
+    return read_result_file(final_info_path(folder, number))
+
+
+def read_result_file(path: Path) -> dict:
+    """A result file (a final_info.json, or a seeds summary). Raises ResultsError when it is missing, not JSON,
+    holds NaN or infinity (a result records those as null), or is not an object."""
     try:
         info = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
@@ -99,10 +103,21 @@ folder: never written into final_info.json, which stays what the run itself wrot
 stage sees exactly what it saw before. Its top-level keys status, means, reason, model and rule form the group."""
 
 
+SEED_SUMMARY_FILE = "seeds.json"
+"""An idea's run repeated on more seeds (scientist/pipeline/seeds.py) keeps their summary here, beside the
+final_info.json the run wrote, for the same reason as LATE_RESULTS. The baseline's summary is its final_info.json:
+run_0 is built before any idea and never replayed."""
+FRONTIER_DIR = "frontier"
+"""run_0/frontier/<point>/final_info.json: the baseline at other sparsity settings (experiment/noise.py reads them)."""
+SEEDS_DIR = "seeds"
+"""A run's results on more seeds: <run>/seeds/seed_<s>/final_info.json."""
+
+
 def read_results(folder: Path, number: int) -> dict:
-    """read_final_info, joined with the groups of LATE_RESULTS the run has: what the notes' later blocks, the
-    paper, the claim checker and the report read."""
-    info = read_final_info(folder, number)
+    """The run's results as the notes' later blocks, the paper, the claim checker and the report read them: its
+    seeds' summary when it has one (else read_final_info), joined with the groups of LATE_RESULTS it has."""
+    summary = run_dir(folder, number) / SEED_SUMMARY_FILE
+    info = read_result_file(summary) if summary.is_file() else read_final_info(folder, number)
     for group, name in LATE_RESULTS.items():
         path = run_dir(folder, number) / name
         try:
@@ -234,8 +249,12 @@ class IdeaFolder:
 
 
 def _ignore_runs_but_baseline(base_ignore):
+    """The template less its runs other than run_0, and less the weights of run_0's extra seeds and frontier
+    points: an idea reads their results, never their SAEs."""
     def ignore(directory: str, names: list[str]) -> set[str]:
         skipped = set(base_ignore(directory, names))
         skipped |= {n for n in names if n.startswith("run_") and n != "run_0"}
+        if Path(directory).parent.name in (SEEDS_DIR, FRONTIER_DIR) and Path(directory).parent.parent.name == "run_0":
+            skipped |= {n for n in names if n == "sae"}
         return skipped
     return ignore

@@ -42,6 +42,8 @@ class IdeaState:
     runs: dict[int, RunRecord] = field(default_factory=dict)
     ran_code: list[str] = field(default_factory=list)
     """Digests of experiment code already run: the same code is never run twice."""
+    main_run: int | None = None
+    """The run the coder named as its main result (MAIN_RUN: in its last reply), repeated on --seeds seeds."""
     paper: PaperOutcome | None = None
     notes_contradictions: list[str] = field(default_factory=list)
     reason: str = ""

@@ -4,11 +4,12 @@
 
 This file is what an idea changes, and it says in code what a run does:
 - Settings and run_settings(): which SAE runs, with which knobs, and every size and schedule value training uses.
-  final_info.json's "settings" group records these values as they ran.
+  An idea's knobs go here too (a field set in run_settings(), read as self.settings.<field>). final_info.json's
+  "settings" group records the values as they ran (see Settings), and lists the fields no code read as unused.
 - CustomSAE (variant "relu"): its activation and its loss. A loss may return diagnostics of its own, which the
   training log and final_info.json keep.
 - SAE_CLASSES and build_sae(): the one place an SAE is made, for runs and for the scripts beside this file
-  (layer_sweep.py, dead_features.py).
+  (layer_sweep.py, dead_features.py, baseline.py).
 - CustomTrainer and train(): the optimiser, the learning-rate schedule, decoder normalisation and dead-feature
   revival.
 The command takes no other argument: the model preset, token counts, device and evaluation sizes come from
@@ -31,7 +32,7 @@ from sae_batchtopk import BatchTopKSAE
 from sae_harness.config import ConfigError, ExperimentConfig, load_config
 from sae_harness.results import write_run
 from sae_harness.sae_base import HookSpec, LossParts, SAEBase
-from sae_harness.settings import check_settings
+from sae_harness.settings import SettingsReads, check_settings, settings_attributes
 from sae_harness.sparse import Features, relu_features
 from sae_harness.workspace import Workspace
 from sae_jumprelu import JumpReLUSAE
@@ -44,8 +45,10 @@ DEAD_FEATURE_METHODS = ("resample", "ghost", "none")
 @dataclass(frozen=True)
 class Settings:
     """What a run trains and how. final_info.json's "settings" group records every field as it ran (numbers under
-    "means", the rest under "choices"). An idea may add fields of its own (numbers, strings, booleans or lists of
-    them), set them in run_settings() and read them in its SAE (self.settings) or in CustomTrainer."""
+    "means", the rest under "choices"; fields the run never read under "unused"). An idea adds its knobs as fields of
+    its own (numbers, strings, booleans or lists of them), sets them in run_settings() and reads them in its SAE
+    (self.settings.<field>) or in CustomTrainer: a number written into the code instead is recorded only when held in
+    an attribute named as a field (self.k = 64 is recorded as k = 64, noted as overridden_in_code)."""
 
     variant: str
     """Which SAE runs: a key of SAE_CLASSES. "relu" is CustomSAE (below); "topk", "batchtopk" and "jumprelu" are the
@@ -100,7 +103,8 @@ def run_settings(config: ExperimentConfig) -> Settings:
     """The settings of this experiment's runs. The values written here are the idea's own. Those read from `config`
     come from config.toml (then its [presets.<preset>] table, then SAE_<FIELD> variables); each comment gives
     config.toml's value for the default, offline preset. Write a value in place of config.<field> to fix it here:
-    a value in this function wins over config.toml and is what final_info.json records."""
+    a value in this function wins over config.toml and is what final_info.json records. Set every knob of an idea
+    here, never as a number inside CustomSAE or CustomTrainer, so that the run records it."""
     return Settings(
         variant="relu",
         sparsity_penalty=0.6,
@@ -197,18 +201,22 @@ class CustomTrainer:
 
     def __init__(self, sae: SAEBase, settings: Settings, total_steps: int):
         self.sae, self.settings, self.total_steps = sae, settings, total_steps
+        # Knobs kept as attributes named as the Settings fields: effective_settings() reports them as they ran.
+        self.warmup_steps, self.resample_every = settings.warmup_steps, settings.resample_every
+        self.dead_feature_method = settings.dead_feature_method
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=settings.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
         # A feature silent for this many steps counts as dead (for resampling, ghost gradients and the log).
-        self.dead_window = settings.dead_feature_window or settings.resample_every or 1000
+        self.dead_window = settings.dead_feature_window or self.resample_every or 1000
+        self.batch_size = 0  # the largest batch stepped on: the batch size that ran
         self.steps_done = 0
         self.resampled = 0
         self.last_ghost_loss = 0.0
 
     def lr_factor(self, step: int) -> float:
         """Linear warmup, constant, then linear decay to zero over the last 20% of steps."""
-        warmup = min(1.0, (step + 1) / max(1, self.settings.warmup_steps))
+        warmup = min(1.0, (step + 1) / max(1, self.warmup_steps))
         decay_start = 0.8 * self.total_steps
         decay = 1.0 if step < decay_start else max(0.0, (self.total_steps - step) / (self.total_steps - decay_start))
         return warmup * decay
@@ -216,7 +224,7 @@ class CustomTrainer:
     def step(self, x: Tensor) -> LossParts:
         parts = self.sae.training_loss(x)
         loss = parts.total
-        if self.settings.dead_feature_method == "ghost":
+        if self.dead_feature_method == "ghost":
             ghost = self.ghost_gradient_loss(x, parts.features)
             self.last_ghost_loss = ghost.item()
             loss = loss + ghost
@@ -231,12 +239,19 @@ class CustomTrainer:
         self.steps_since_fired += 1
         self.steps_since_fired[fired] = 0
         self.steps_done += 1
-        every = self.settings.resample_every
+        self.batch_size = max(self.batch_size, len(x))
+        every = self.resample_every
         # No resampling near the end: a new feature needs steps to learn before it is evaluated.
-        if (self.settings.dead_feature_method == "resample" and every and self.steps_done % every == 0
+        if (self.dead_feature_method == "resample" and every and self.steps_done % every == 0
                 and self.steps_done < 0.7 * self.total_steps):
             self.resampled += self.resample_dead_features(x)
         return parts
+
+    def effective_settings(self) -> dict:
+        """The training settings as this trainer used them, for final_info.json: its attributes named as Settings
+        fields (sae_harness/settings.py settings_attributes) and the optimiser's learning rate."""
+        group = self.optimizer.param_groups[0]
+        return {**settings_attributes(self, self.settings), "lr": group.get("initial_lr", group["lr"])}
 
     def dead_features(self) -> Tensor:
         """Mask of the features silent for the last dead_window steps."""
@@ -330,7 +345,7 @@ def train(sae: SAEBase, workspace: Workspace, settings: Settings) -> dict:
                     log_rows.append({
                         "step": trainer.steps_done,
                         "epoch": epoch,
-                        "tokens": trainer.steps_done * settings.batch_size,
+                        "tokens": trainer.steps_done * trainer.batch_size,
                         "loss": parts.total.item(),
                         "mse": parts.mse.item(),
                         "sparsity_loss": parts.sparsity.item(),
@@ -345,27 +360,30 @@ def train(sae: SAEBase, workspace: Workspace, settings: Settings) -> dict:
     seconds = time.perf_counter() - started
     return {
         "training_steps": trainer.steps_done,
-        "training_tokens": trainer.steps_done * settings.batch_size,
+        "training_tokens": trainer.steps_done * trainer.batch_size,
         "unique_tokens": len(workspace.train),
         "final_loss": sum(recent["loss"]) / len(recent["loss"]),
         **{name: sum(values) / len(values) for name, values in recent.items() if name != "loss"},
         "training_seconds": seconds,
-        "tokens_per_s": trainer.steps_done * settings.batch_size / max(seconds, 1e-9),
+        "tokens_per_s": trainer.steps_done * trainer.batch_size / max(seconds, 1e-9),
         "resampled_features": trainer.resampled,
         "dead_window": trainer.dead_window,
+        "effective_settings": {**trainer.effective_settings(), "epochs": epoch + 1},  # epochs: passes the loop made
         "log": log_rows,
     }
 
 
 def run(workspace: Workspace, settings: Settings, out_dir: Path, started: float) -> dict:
     """Build the SAE, train it, evaluate it and write out_dir (sae_harness/results.py); return its final_info.
-    layer_sweep.py calls this once per layer; `started` is the time.perf_counter() that wall_seconds counts from."""
-    sae = build_sae(settings, workspace.preset.d_model, workspace.hook, workspace.device)
-    workspace.initialise_decoder_bias(sae)
-    facts = train(sae, workspace, settings)
-    sae.eval()
-    sae.fold_activation_scale(workspace.scale)
-    return write_run(out_dir, workspace, sae, facts, settings, wall_started=started)
+    layer_sweep.py and baseline.py call this once per run; `started` is the time.perf_counter() that wall_seconds
+    counts from. SettingsReads notes the settings fields the run reads, so that final_info.json lists the unused."""
+    with SettingsReads(settings) as reads:
+        sae = build_sae(settings, workspace.preset.d_model, workspace.hook, workspace.device)
+        workspace.initialise_decoder_bias(sae)
+        facts = train(sae, workspace, settings)
+        sae.eval()
+        sae.fold_activation_scale(workspace.scale)
+        return write_run(out_dir, workspace, sae, facts, settings, wall_started=started, read=reads.names)
 
 
 def main(out_dir: Path) -> int:

@@ -3,7 +3,9 @@
 Reads each ``run_<n>/final_info.json`` (plus ``autointerp.json``, ``feature_frequencies.npy`` and
 ``training_log.jsonl`` where present) under the root folder and writes:
 
-- metrics_comparison.png: core and interpretability metrics per run, in six panels
+- metrics_comparison.png: core and interpretability metrics per run, in seven panels; two place each run's L0
+  against CE loss score and explained variance over the baseline's sparsity-fidelity frontier (run_0 and the
+  frontier points ``baseline.py`` writes under ``run_0/frontier/``)
 - feature_density.png: histograms of log10 feature activation frequency
 - activation_frequency_rank.png: feature activation frequency against rank
 - training_curves.png: loss, mse, L0 and dead fraction against training tokens
@@ -25,6 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 # Legend label for each run folder; runs not listed here use their folder name.
@@ -36,6 +39,10 @@ DPI = 150
 FREQUENCY_FLOOR = 1e-7
 RUN_NAME = re.compile(r"run_(\d+)")
 METRIC_COLORS = ("#3b6ea8", "#e08a2c")
+FRONTIER_PANELS = (  # (core metric, panel title, y label) of the panels drawn against L0 over the baseline frontier
+    ("ce_loss_score", "Sparsity vs fidelity", "CE loss score (higher is better)"),
+    ("explained_variance", "Sparsity vs reconstruction", "explained variance (higher is better)"),
+)
 TRAINING_PANELS = (  # (training_log.jsonl key, panel title, y label)
     ("loss", "Training loss", "loss (MSE + sparsity penalty)"),
     ("mse", "Reconstruction error", "MSE"),
@@ -68,9 +75,16 @@ class Run:
 
     def metric(self, key, group="core"):
         """Return ``info[group]["means"][key]`` as a float, or None if it is not a usable number."""
+        return self._number(group, "means", key)
+
+    def std(self, key, group="core"):
+        """The spread over seeds, ``info[group]["stds"][key]``, where run_0 aggregates seeds; else None."""
+        return self._number(group, "stds", key)
+
+    def _number(self, group, block, key):
         body = self.info.get(group)
-        means = body.get("means") if isinstance(body, dict) else None
-        return as_number(means.get(key)) if isinstance(means, dict) else None
+        values = body.get(block) if isinstance(body, dict) else None
+        return as_number(values.get(key)) if isinstance(values, dict) else None
 
 
 def find_run_dirs(root):
@@ -211,23 +225,66 @@ def plot_sparsity(ax, runs):
     ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
 
 
-def plot_sparsity_vs_fidelity(ax, runs):
-    """Scatter of L0 (log x) against CE loss score, one labelled point per run that has both."""
-    points = [(run, run.metric("l0"), run.metric("ce_loss_score")) for run in runs]
-    points = [(run, l0, ce) for run, l0, ce in points if l0 is not None and l0 > 0 and ce is not None]
-    for run, l0, ce in points:
-        ax.scatter(l0, ce, color=run.color, s=50, zorder=3)
-        ax.annotate(run.label, (l0, ce), xytext=(5, 5), textcoords="offset points", fontsize=8)
-    if points:
+def read_frontier(root, metric):
+    """The baseline's sparsity-fidelity frontier for one core metric: (L0, value) of run_0 and of each frontier
+    point baseline.py wrote (run_0/frontier/*/final_info.json), sorted by L0; points lacking either number are left
+    out."""
+    baseline = root / "run_0"
+    paths = [baseline / "final_info.json", *sorted(baseline.glob("frontier/*/final_info.json"))]
+    points = []
+    for path in paths:
+        if path.is_file():
+            point = Run(path.parent, "", "", load_final_info(path))
+            l0, value = point.metric("l0"), point.metric(metric)
+            if l0 is not None and l0 > 0 and value is not None:
+                points.append((l0, value))
+    return sorted(points)
+
+
+def frontier_value_at(frontier, l0):
+    """The frontier's value at l0, interpolated linearly in log L0 (the panels' x axis); None outside its L0 range
+    or when it has fewer than two points."""
+    if len(frontier) < 2 or not frontier[0][0] <= l0 <= frontier[-1][0]:
+        return None
+    xs, ys = zip(*frontier)
+    return float(np.interp(math.log(l0), np.log(xs), ys))
+
+
+def plot_against_frontier(ax, runs, metric, frontier, title, ylabel):
+    """L0 (log x) against a core metric, one labelled point per run, over the baseline's frontier as a dashed line:
+    a run above the line at its own L0 beats the baseline at that sparsity. A run that aggregates seeds (run_0 from
+    baseline.py) carries its spread as error bars; each other run's label gives its distance above (+) or below (-)
+    the frontier at its L0. Return the frontier line's (x, y) as drawn, or None."""
+    drawn = None
+    if len(frontier) >= 2:
+        (line,) = ax.plot(*zip(*frontier), color="gray", linestyle="--", marker="s", markersize=4, zorder=2,
+                          label="baseline frontier (run_0 at other sparsities)")
+        drawn = ([float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
+        ax.legend(loc="lower right", fontsize=8)
+    points = [(run, run.metric("l0"), run.metric(metric)) for run in runs]
+    points = [(run, l0, y) for run, l0, y in points if l0 is not None and l0 > 0 and y is not None]
+    for run, l0, y in points:
+        if run.std("l0") is not None or run.std(metric) is not None:
+            ax.errorbar(l0, y, xerr=run.std("l0"), yerr=run.std(metric), fmt="none", ecolor=run.color, capsize=3,
+                        zorder=3)
+        ax.scatter(l0, y, color=run.color, s=50, zorder=4)
+        on_line = frontier_value_at(frontier, l0) if run.path.name != "run_0" else None
+        text = run.label if on_line is None else f"{run.label} ({y - on_line:+.3g} vs frontier)"
+        ax.annotate(text, (l0, y), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    if points or drawn:
         ax.set_xscale("log")
+        # Plain numbers (20, 30) rather than 2x10^1, 3x10^1; matplotlib picks which minor ticks to label.
+        ax.xaxis.set_major_formatter(matplotlib.ticker.LogFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
         ax.margins(x=0.3, y=0.2)
     else:
-        ax.text(0.5, 0.5, "n/a: no run has both L0 and ce_loss_score",
+        ax.text(0.5, 0.5, f"n/a: no run has both L0 and {metric}",
                 transform=ax.transAxes, ha="center", va="center", color="dimgray")
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title("Summary: sparsity vs fidelity")
+    ax.set_title(title)
     ax.set_xlabel("L0 (mean active features per token, log scale)")
-    ax.set_ylabel("CE loss score (higher is better)")
+    ax.set_ylabel(ylabel)
+    return drawn
 
 
 def plot_probing(ax, runs):
@@ -261,23 +318,30 @@ def plot_feature_quality(ax, runs):
     ax.legend(loc="upper left", fontsize=8)
 
 
-def plot_metrics_comparison(runs, path):
-    """Write the 3x2 comparison figure: behaviour, sparsity, reconstruction, their trade-off, and interpretability."""
-    fig, axes = plt.subplots(3, 2, figsize=(max(12, 4 + 1.6 * len(runs)), 13))
-    plot_grouped_bars(
-        axes[0, 0], runs, (("ce_loss_score", "CE loss score"), ("kl_div_score", "KL divergence score")),
-        "Model behaviour preservation", "score (1 = original model, higher is better)",
-    )
-    plot_sparsity(axes[0, 1], runs)
-    plot_grouped_bars(
-        axes[1, 0], runs, (("explained_variance", "explained variance"), ("cossim", "cosine similarity")),
-        "Reconstruction", "fraction / cosine (higher is better)",
-    )
-    plot_sparsity_vs_fidelity(axes[1, 1], runs)
-    plot_probing(axes[2, 0], runs)
-    plot_feature_quality(axes[2, 1], runs)
+def plot_metrics_comparison(runs, path, frontiers):
+    """Write the comparison figure: behaviour, sparsity, reconstruction and probing per run; CE loss score and
+    explained variance against L0 over the baseline frontier (frontiers: {metric: read_frontier(...)}); feature
+    quality. Return the frontier lines as drawn, {metric: (L0s, values)}, for the metrics that have one."""
+    fig = plt.figure(figsize=(max(12, 4 + 1.6 * len(runs)), 17))
+    grid = fig.add_gridspec(4, 2)
+    plot_grouped_bars(fig.add_subplot(grid[0, 0]), runs, (("ce_loss_score", "CE loss score"),
+                                                           ("kl_div_score", "KL divergence score")),
+                      "Model behaviour preservation", "score (1 = original model, higher is better)")
+    plot_sparsity(fig.add_subplot(grid[0, 1]), runs)
+    plot_grouped_bars(fig.add_subplot(grid[1, 0]), runs, (("explained_variance", "explained variance"),
+                                                           ("cossim", "cosine similarity")),
+                      "Reconstruction", "fraction / cosine (higher is better)")
+    plot_probing(fig.add_subplot(grid[1, 1]), runs)
+    drawn = {}
+    for column, (metric, title, ylabel) in enumerate(FRONTIER_PANELS):
+        line = plot_against_frontier(fig.add_subplot(grid[2, column]), runs, metric, frontiers.get(metric, []),
+                                     title, ylabel)
+        if line is not None:
+            drawn[metric] = line
+    plot_feature_quality(fig.add_subplot(grid[3, :]), runs)
     fig.suptitle("SAE metrics per run")
     save(fig, path)
+    return drawn
 
 
 def plot_feature_density(runs_freqs, path):
@@ -341,7 +405,8 @@ def plot_training_curves(runs_logs, path):
 def write_figures(root, runs):
     """Write every figure the available data allows; return the file names written."""
     written = ["metrics_comparison.png"]
-    plot_metrics_comparison(runs, root / written[0])
+    plot_metrics_comparison(runs, root / written[0],
+                            {metric: read_frontier(root, metric) for metric, _, _ in FRONTIER_PANELS})
     runs_freqs = [(run, freqs) for run in runs if (freqs := load_frequencies(run)) is not None]
     if runs_freqs:
         plot_feature_density(runs_freqs, root / "feature_density.png")

@@ -38,6 +38,9 @@ TINY_RUN_ENV = {
     "SAE_PROBE_TEST_TEXTS": "40",
     "SAE_ABSORPTION_WORDS": "600",
     "SAE_ABSORPTION_MIN_LETTERS": "5",
+    # The baseline on two seeds and at two other sparsity settings: the verdicts' noise floor and frontier.
+    "SAE_BASELINE_SEEDS": "2",
+    "SAE_FRONTIER_SCALES": "0.3,3",
 }
 
 

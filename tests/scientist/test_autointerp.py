@@ -100,9 +100,9 @@ def result(idea: IdeaRun, run: int) -> dict:
     return json.loads((idea.folder.path / f"run_{run}" / RESULTS_FILE).read_text())
 
 
-def test_the_stage_comes_after_the_runs_and_before_the_plots(tmp_path):
+def test_the_stage_comes_after_the_runs_and_their_seeds_and_before_the_plots(tmp_path):
     names = [type(stage).__name__ for stage in stages(make_idea(tmp_path))]
-    assert names[:3] == ["RunsStage", "AutointerpStage", "PlotStage"]
+    assert names[:4] == ["RunsStage", "SeedsStage", "AutointerpStage", "PlotStage"]
 
 
 def test_right_answers_score_one_wrong_answers_zero_each_paid_once(tmp_path, scripted):

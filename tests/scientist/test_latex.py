@@ -28,8 +28,11 @@ CORE_MEANS = {  # per run; None is JSON null, as the harness writes NaN
     3: {"explained_variance": 0.99, "mse": 1.0, "cossim": 0.999, "l0": 8, "dead_fraction": 0.0,
         "ce_loss_score": 0.99},  # a run that failed after writing final_info.json: not in state.json
 }
-# Which runs hold the best shown value per column (0.996391 and 0.99639 both show as 0.9964).
-EXPECTED_BOLD = {"EV": {2}, "MSE": {2}, "CosSim": {1, 2}, "L0": set(), "Dead": {0}, "CE": {2}}
+# The verdict of each run's value against the baseline's (one seed, so the noise floor is 0.1% of its value): bold
+# with a dagger where better, a double dagger where worse. L0 is not scored; run 1 has no CE loss score.
+EXPECTED_VERDICTS = {"EV": {1: "better", 2: "better"}, "MSE": {1: "better", 2: "better"},
+                     "CosSim": {1: "better", 2: "better"}, "L0": {}, "Dead": {1: "worse", 2: "worse"},
+                     "CE": {2: "better"}}
 PAPERS = [
     {"title": "Towards Monosemanticity: Decomposing Language Models With Dictionary Learning", "year": 2023,
      "venue": "Transformer Circuits Thread", "authors": ["Trenton Bricken", "Adly Templeton"], "abstract": "",
@@ -119,12 +122,14 @@ def table_cells(latex_dir: Path) -> tuple[list[str], list[list[str]]]:
     return cells(header), [cells(line) for line in body.strip().splitlines()]
 
 
-def parse_number(cell: str) -> tuple[float, bool]:
-    """A table cell back to (number, bold)."""
-    bold = cell.startswith(r"\textbf{")
-    text = cell.removeprefix(r"\textbf{").removesuffix("}") if bold else cell
+def parse_number(cell: str) -> tuple[float, bool, str | None]:
+    """A table cell back to (number, bold, the verdict its mark stands for)."""
+    verdict = next((v for v, mark in generated.VERDICT_MARKS.items() if cell.endswith(mark)), None)
+    text = cell.removesuffix(generated.VERDICT_MARKS.get(verdict, ""))
+    bold = text.startswith(r"\textbf{")
+    text = text.removeprefix(r"\textbf{").removesuffix("}") if bold else text
     text = text.replace(r"\textminus ", "-").replace(r"\texttimes 10\textsuperscript{", "e").replace("}", "")
-    return float(text), bold
+    return float(text), bold, verdict
 
 
 # --- the template and the generated parts ---
@@ -153,7 +158,7 @@ def test_copy_template_keeps_an_existing_copy(idea_dir, latex_dir):
         f"{name}.tex" for name in latex.SECTIONS)
 
 
-def test_table_numbers_equal_final_info_and_best_value_is_bold(latex_dir):
+def test_table_numbers_equal_final_info_and_changes_beyond_the_noise_are_marked(latex_dir):
     header, rows = table_cells(latex_dir)
     headings = [re.sub(r"\\,\$.*\$$", "", cell) for cell in header[2:]]
     assert headings == ["EV", "MSE", "CosSim", "L0", "Dead", "CE"]  # no run reports kl_div_score
@@ -161,17 +166,18 @@ def test_table_numbers_equal_final_info_and_best_value_is_bold(latex_dir):
     assert [row[0] for row in rows] == ["0", "1", "2"]  # run_3 failed, run_4's folder is gone
     names = {metric.display: metric.name for metric in SAE_METRICS.key_metrics}
     for column, heading in enumerate(headings, start=2):
-        bold_runs = set()
+        verdicts = {}
         for row in rows:
             expected = CORE_MEANS[int(row[0])][names[heading]]
             if expected is None:
                 assert row[column] == generated.MISSING_VALUE
                 continue
-            number, bold = parse_number(row[column])
+            number, bold, verdict = parse_number(row[column])
             assert number == float(f"{expected:.4g}"), (heading, row[0])
-            if bold:
-                bold_runs.add(int(row[0]))
-        assert bold_runs == EXPECTED_BOLD[heading], heading
+            assert bold == (verdict == "better"), (heading, row[0])
+            if verdict:
+                verdicts[int(row[0])] = verdict
+        assert verdicts == EXPECTED_VERDICTS[heading], heading
 
 
 def test_table_escapes_descriptions_and_formats_numbers(latex_dir):
@@ -183,8 +189,9 @@ def test_table_escapes_descriptions_and_formats_numbers(latex_dir):
         "TopK activation with k=64",
     ]
     assert rows[0][3] == r"1.825\texttimes 10\textsuperscript{5}"
-    assert rows[2][6] == r"3.050\texttimes 10\textsuperscript{\textminus 5}"
-    assert rows[1][2] == "0.9370" and rows[1][5] == "32"  # trailing zeros kept; whole numbers exact
+    worse, better = generated.VERDICT_MARKS["worse"], generated.VERDICT_MARKS["better"]
+    assert rows[2][6] == r"3.050\texttimes 10\textsuperscript{\textminus 5}" + worse
+    assert rows[1][2] == r"\textbf{0.9370}" + better and rows[1][5] == "32"  # trailing zeros kept; whole numbers exact
     assert generated.format_table_number(-0.0123456) == r"\textminus 0.01235"
 
 

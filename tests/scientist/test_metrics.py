@@ -1,5 +1,5 @@
 """The results block that code, not the LLM, appends to notes.txt: verdicts follow each metric's direction, and
-printed numbers are the ones final_info.json holds."""
+printed numbers are the ones final_info.json holds. (The noise rule and the frontier: test_noise.py.)"""
 
 import copy
 import math
@@ -48,6 +48,22 @@ def change_of(changes: list[MetricChange], key: str) -> MetricChange:
     return found
 
 
+def facts(block: str) -> dict[str, tuple[str, str | None]]:
+    """The numbers that are not scored, from the block's compact lists: key -> (the run's value, the baseline's
+    where it differs). Continuation lines are joined back, since a list wraps at spaces."""
+    text = re.sub(r"\n {4}(?=\S)", " ", block)
+    found = {}
+    for line in text.splitlines():
+        title = re.match(r"  (Not scored, changed|Not scored, unchanged|Not in the metric registry \(never judged\)): "
+                         r"(.*)\.$", line)
+        if title:
+            for entry in title[2].split(", "):
+                key, value, *rest = entry.split(" ", 2)
+                assert key not in found, f"{key} listed twice"
+                found[key] = (value, rest[0].removeprefix("(baseline ").removesuffix(")") if rest else None)
+    return found
+
+
 def table_rows(block: str) -> dict[str, list[str]]:
     """The table's cells by metric; columns are at least two spaces apart and no cell holds two spaces."""
     rows = {}
@@ -79,7 +95,7 @@ def test_ce_loss_score_going_up_is_better():
 @pytest.mark.parametrize("before, after, verdict", [
     (0.95, 1.02, "better"),
     (1.02, 0.95, "worse"),
-    (0.98, 1.02, "same"),
+    (0.98, 1.02, "within noise"),
     (1.10, 1.05, "better"),
     (0.90, 0.85, "worse"),
 ])
@@ -90,11 +106,11 @@ def test_l2_ratio_is_judged_by_its_distance_from_one(before, after, verdict):
     assert change.verdict == verdict
 
 
-def test_changes_within_the_tolerance_are_same():
+def test_changes_within_the_floor_are_within_noise():
     changes = compare(final_info(core={"explained_variance": 0.9262, "mse": 1e6}),
                       final_info(core={"explained_variance": 0.9262 + 1e-12, "mse": 1e6 + 1e-4}))
-    assert change_of(changes, "core.explained_variance").verdict == "same"
-    assert change_of(changes, "core.mse").verdict == "same"
+    assert change_of(changes, "core.explained_variance").verdict == "within noise"
+    assert change_of(changes, "core.mse").verdict == "within noise"
 
 
 def test_a_metric_missing_or_null_on_one_side_is_n_a():
@@ -141,18 +157,48 @@ def test_printed_numbers_round_trip_to_the_json_within_six_significant_figures()
     baseline = final_info(core=core, training=training)
     run = final_info(core={name: value * 1.0123456 + 0.01 for name, value in core.items()},
                      training={name: value * 2 for name, value in training.items()})
-    rows = table_rows(results_block(4, "scaled", baseline, run))
+    block = results_block(4, "scaled", baseline, run)
+    rows, listed = table_rows(block), facts(block)
     checked = 0
     for group in ("core", "training"):
         for name, base_value in baseline[group]["means"].items():
-            metric, printed_base, printed_run, printed_change, _ = rows[f"{group}.{name}"]
-            run_value = run[group]["means"][name]
-            assert math.isclose(float(printed_base), base_value, rel_tol=5e-6, abs_tol=0), metric
-            assert math.isclose(float(printed_run), run_value, rel_tol=5e-6, abs_tol=0), metric
-            delta = float(printed_change.split()[0])
-            assert math.isclose(delta, run_value - base_value, rel_tol=5e-6, abs_tol=0), metric
+            key, run_value = f"{group}.{name}", run[group]["means"][name]
+            assert (key in rows) != (key in listed), f"{key} is printed exactly once"
+            if key in rows:
+                _, printed_base, printed_run, printed_change, _ = rows[key]
+                delta = float(printed_change.split()[0])
+                assert math.isclose(delta, run_value - base_value, rel_tol=5e-6, abs_tol=0), key
+            else:
+                printed_run, printed_base = listed[key]
+                printed_base = printed_run if printed_base is None else printed_base
+            assert math.isclose(float(printed_base), base_value, rel_tol=5e-6, abs_tol=0), key
+            assert math.isclose(float(printed_run), run_value, rel_tol=5e-6, abs_tol=0), key
             checked += 1
     assert checked == len(baseline["core"]["means"]) + len(baseline["training"]["means"])
+
+
+def test_settings_timings_and_facts_are_listed_compactly_each_once():
+    baseline = final_info(core={"novel_score": 0.5}, settings={"status": "ok", "means": {"k": 64, "lr": 0.002}})
+    run = final_info(core={"novel_score": 0.7}, training={"training_seconds": 140.0},
+                     settings={"status": "ok", "means": {"k": 32, "lr": 0.002}})
+    block = results_block(1, "x", baseline, run)
+    listed = facts(block)
+    assert listed["settings.k"] == ("32", "64")
+    assert listed["settings.lr"] == ("0.002", None)
+    assert listed["training.training_seconds"] == ("140", "136.2")
+    assert listed["training.dict_size"] == ("2048", None)
+    assert listed["core.novel_score"] == ("0.7", "0.5")
+    [unknown] = [line for line in block.splitlines() if line.startswith("  Not in the metric registry")]
+    assert "training.dict_size 2048" in unknown, "this planted result records dict_size where the registry has none"
+    assert "core.l0" not in listed, "a key metric is in the table, not in the list"
+    final = final_info()
+    shown = {key for key in listed} | set(table_rows(block))
+    every = {f"{group}.{name}" for group in ("core", "training") for name in final[group]["means"]}
+    assert every <= shown
+    summary_at = next(i for i, line in enumerate(block.splitlines()) if line.startswith("Summary:"))
+    after = block.splitlines()[summary_at + 1:]
+    assert all(not line or line.startswith(" ") or line.startswith("skipped") for line in after), \
+        "after the summary, the block's own lines are indented (or status lines), as the claim checker reads them"
 
 
 def test_skipped_groups_are_listed_with_their_reasons():
@@ -196,26 +242,37 @@ def test_relative_change_is_none_for_a_zero_baseline_and_signed_by_the_change():
     assert row[3] == "+0.01"
 
 
-def test_rows_put_scored_core_metrics_first_then_other_scores_then_info():
+def test_rows_put_the_key_metrics_first_in_registry_order_then_other_scores_then_the_rest():
     changes = compare(final_info(), final_info(core={"explained_variance": 0.93}))
     keys = [c.key for c in changes]
-    scored = [c.direction in {"higher", "lower", "target"} for c in changes]
+    key_metrics = [m.key for m in SAE_METRICS.key_metrics]
+    leading = keys[:5]
+    assert leading == ["core.explained_variance", "core.mse", "core.cossim", "core.l0", "core.ce_loss_score"]
+    assert leading == sorted(leading, key=key_metrics.index)
+    rest = changes[5:]
+    scored = [c.direction in {"higher", "lower", "target"} for c in rest]
     assert scored == sorted(scored, reverse=True)
-    assert keys[:5] == ["core.explained_variance", "core.mse", "core.cossim", "core.l2_ratio", "core.ce_loss_score"]
-    assert keys[5] == "core.l0"
-    assert keys.index("core.l0") < keys.index("training.training_steps")
+    assert rest[0].key == "core.l2_ratio"
+    assert keys.index("training.training_steps") < keys.index("training.dict_size")
 
 
 def test_results_block_header_and_columns():
     block = results_block(3, "TopK SAE,\n k = 64", final_info(), final_info(core={"explained_variance": 0.95}))
     lines = block.splitlines()
     assert lines[0] == "## Run 3: TopK SAE, k = 64"
-    assert re.split(r"\s{2,}", lines[2]) == ["metric", "baseline", "run_3", "change", "verdict"]
+    assert lines[1] == "baseline: one run; run_3: one run."
+    assert re.split(r"\s{2,}", lines[3]) == ["key metric", "baseline", "run_3", "change", "verdict"]
     assert block.endswith("\n")
     widths = {len(line) for line in lines[2:] if line and not line.startswith("skipped")}
     assert max(widths) < 120
     row = table_rows(block)["core.explained_variance"]
     assert row[1:] == ["0.9262", "0.95", "+0.0238 (+2.57%)", "better (higher is better)"]
+    [other_heading] = [line for line in lines if line.startswith("other scored metric")]
+    assert re.split(r"\s{2,}", other_heading) == ["other scored metric", "baseline", "run_3", "change", "verdict"]
+    key_section = lines[4:lines.index(other_heading)]
+    assert [line.split()[0] for line in key_section if line] == [
+        "core.explained_variance", "core.mse", "core.cossim", "core.l0", "core.ce_loss_score"]
+    assert key_section[-1] == "", "a blank line between the key metrics and the other scored ones"
 
 
 def test_inputs_are_not_modified():
@@ -226,16 +283,19 @@ def test_inputs_are_not_modified():
     assert (baseline, run) == before
 
 
-def test_summary_line_counts_and_names_the_scored_metrics():
+def test_summary_line_counts_and_names_the_scored_metrics_that_moved():
     changes = compare(final_info(core={"ce_loss_score": 0.80, "mse": 3.281, "cossim": 0.99, "kl_div_score": 0.8}),
                       final_info(core={"ce_loss_score": 0.83, "mse": 3.422, "cossim": 0.99, "l0": 10.0}))
     line = summary_line(changes)
-    assert line.startswith("1 better, 1 worse, 3 same, 1 n/a on scored metrics (")
-    assert "core.ce_loss_score better" in line
-    assert "core.mse worse" in line
-    assert "core.cossim same" in line
-    assert "core.kl_div_score n/a" in line
+    assert line.startswith("1 better, 1 worse, 3 within noise, 1 n/a on scored metrics (")
+    assert line.endswith("(better: core.ce_loss_score; worse: core.mse; n/a: core.kl_div_score)")
+    assert "cossim" not in line, "the table, not the summary, lists what stayed within noise"
     assert "l0" not in line and "dict_size" not in line
+
+
+def test_summary_line_when_nothing_moved():
+    changes = compare(final_info(), final_info())
+    assert summary_line(changes) == "0 better, 0 worse, 5 within noise on scored metrics"
 
 
 def test_summary_line_without_scored_metrics():
@@ -289,6 +349,6 @@ def test_interpretability_metrics_are_judged_by_their_direction_and_a_failed_eva
     rows = table_rows(block)
     assert rows["sparse_probing.sae.sae_top_1_test_accuracy"][4] == "better (higher is better)"
     assert rows["absorption.mean.mean_absorption_fraction_score"][4] == "worse (lower is better)"
-    assert "better" not in rows["sparse_probing.llm.llm_top_1_test_accuracy"][4]
+    assert facts(block)["sparse_probing.llm.llm_top_1_test_accuracy"] == ("0.8", None), "listed, not scored"
     assert rows["tpp.tpp_metrics.tpp_threshold_20_total_metric"][2:] == ["n/a", "n/a", "n/a (higher is better)"]
     assert "failed in run_2: tpp (RuntimeError: out of memory)" in block.splitlines()

@@ -1,6 +1,7 @@
-"""Resume after SIGKILL: the whole pipeline (coding, runs, interpretations, plots, figure notes, paper, reviews) is
-killed at many points, resumed with --resume each time, and must end exactly where an uninterrupted launch ends:
-the same runs, notes, code, paper sections and reviews, each LLM call paid once and each finished run run once."""
+"""Resume after SIGKILL: the whole pipeline (coding, runs, the main run's extra seeds, interpretations, plots, figure
+notes, paper, reviews) is killed at many points, resumed with --resume each time, and must end exactly where an
+uninterrupted launch ends: the same runs, notes, code, paper sections and reviews, each LLM call paid once and each
+finished run and seed run once."""
 
 import json
 import os
@@ -56,6 +57,18 @@ class Snapshot:
         return (self.stage == "running" and self.attempts < run and log is not None and log.exists()
                 and log.stat().st_mtime > since and log.stat().st_size > 0)
 
+    def running_seed(self, seed: int, since: float) -> bool:
+        """Run 2's repeat on `seed` is under way in this process."""
+        log = self.folder / "logs" / f"run_2_seeds_seed_{seed}.stderr" if self.folder else None
+        return (self.stage == "seeds" and log is not None and log.exists() and log.stat().st_mtime > since
+                and log.stat().st_size > 0)
+
+    def seeds_finished(self) -> list[str]:
+        """The seeds stage's lines in log.txt saying a seed run finished (a resumed seed run would add one)."""
+        log = self.folder / "log.txt" if self.folder else None
+        text = log.read_text() if log and log.exists() else ""
+        return re.findall(r"seeds: run 2 on seed \d+ finished in", text)
+
     def replaying_for(self, seconds: float, since: float) -> bool:
         """This process started replaying (it logged "resumed:") at least `seconds` ago."""
         log = self.folder / "log.txt" if self.folder else None
@@ -100,6 +113,8 @@ KILL_POINTS = [
     ("in the middle of run 2", lambda s, since: s.running(2, since)),
     ("run 2 finished", lambda s, since: s.attempts >= 2),
     calls(3),
+    ("in the middle of run 2 on seed 1", lambda s, since: s.running_seed(1, since)),
+    ("run 2 on seed 1 finished, seed 2 under way", lambda s, since: s.running_seed(2, since)),
     calls(4),
     calls(5),
     ("paper stage started", lambda s, since: s.stage == "writing paper"),
@@ -155,6 +170,8 @@ def comparable(folder: Path) -> dict:
         # A run records where its settings came from: the folder's own path, which differs between the two.
         "runs": {p.name: without_timings(json.loads((p / "final_info.json").read_text().replace(str(folder), "")))
                  for p in sorted(folder.glob("run_*")) if p.is_dir()},
+        "seed_summaries": {p.parent.name: without_timings(json.loads(p.read_text().replace(str(folder), "")))
+                           for p in sorted(folder.glob("run_*/seeds.json"))},
         "notes": [line for line in (folder / "notes.txt").read_text().splitlines() if not TIMING.search(line)],
         "code": {name: (folder / name).read_text() for name in ("experiment.py", "plot.py")},
         "sections": {p.name: p.read_text() for p in sorted((folder / "latex" / "sections").glob("*.tex"))},
@@ -171,7 +188,8 @@ def comparable(folder: Path) -> dict:
 def test_a_launch_killed_at_many_points_and_resumed_ends_as_an_uninterrupted_one(
         templates_dir, tmp_path, latex_tools):
     script = neutral_script(tmp_path / "script.json")
-    launch_args = ["--model", "demo", "--demo-script", str(script), "--max-runs", "2", "--writeup", "latex",
+    launch_args = ["--model", "demo", "--demo-script", str(script), "--max-runs", "2", "--seeds", "3",
+                   "--writeup", "latex",
                    "--templates-dir", str(templates_dir), "--run-timeout", "900"]
     reference_results, killed_results = tmp_path / "reference", tmp_path / "killed"
     reference = start([*launch_args, "--results-dir", str(reference_results)], tmp_path / "reference.log")
@@ -194,5 +212,11 @@ def test_a_launch_killed_at_many_points_and_resumed_ends_as_an_uninterrupted_one
         assert got[key] == expected[key], key
     # Each finished run ran once; a run killed half-way left no record and ran again from the start.
     assert len(got["run_attempts"]) == len({key for key, _ in got["run_attempts"]}) == 2
+    # So did each seed of the main run: seed 1, killed once half-way, finished once, before seed 2 was killed.
+    assert Snapshot(resumed, 0, 0, "").seeds_finished() == ["seeds: run 2 on seed 1 finished in",
+                                                           "seeds: run 2 on seed 2 finished in"]
+    assert got["runs"]["run_2"] == expected["runs"]["run_2"]
+    summary = json.loads((resumed / "run_2" / "seeds.json").read_text())
+    assert summary["seeds"]["seeds"] == [0, 1, 2] and len(summary["core"]["per_seed"]["explained_variance"]) == 3
     tags = subprocess.run(["git", "tag"], cwd=resumed, capture_output=True, text=True).stdout.split()
     assert tags, "the interrupted histories are kept under tags"

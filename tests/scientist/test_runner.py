@@ -95,8 +95,8 @@ def test_a_final_info_that_cannot_be_read_as_results_is_refused(templates_dir, t
     template = templates_dir / "sae_variants"
     good = (template / "run_0" / "final_info.json").read_text()
     schema = template / "final_info.schema.json"
-    assert runner.final_info_problem(template, 0, schema) is None
+    assert runner.final_info_problem(template / "run_0" / "final_info.json", schema) is None
     (tmp_path / "run_1").mkdir()
     (tmp_path / "run_1" / "final_info.json").write_text(mangle(good))
-    assert problem in runner.final_info_problem(tmp_path, 1, schema)
-    assert runner.final_info_problem(tmp_path, 2, schema) == "it wrote no final_info.json"
+    assert problem in runner.final_info_problem(tmp_path / "run_1" / "final_info.json", schema)
+    assert runner.final_info_problem(tmp_path / "run_2" / "final_info.json", schema) == "it wrote no final_info.json"

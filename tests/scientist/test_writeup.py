@@ -81,6 +81,7 @@ def test_every_section_is_written_refined_compiled_and_committed(idea, scripted)
     assert "0.9123" in text, "the results table, written by code, carries run 1's explained variance"
     prompts = user_prompts(handler)
     assert "Never type a result number" in prompts[0] and "## Run 1: TopK with k=32" in prompts[0]
+    assert "never describe such a change as an improvement or a decline" in prompts[0]
     messages = [c.message for c in folder.repo.iter_commits()]
     assert "Paper: method written" in messages and "Paper compiled" in messages
 

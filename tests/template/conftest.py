@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import random
 import shutil
@@ -107,6 +108,17 @@ def edited_template(root: Path, edits: list[tuple[str, str]]) -> Path:
         text = text.replace(old, new)
     experiment.write_text(text)
     return template
+
+
+def import_experiment(template: Path, monkeypatch) -> object:
+    """The experiment.py of an edited template copy (edited_template), imported in this process under a name of its
+    own, for tests that need its run() without the cost of a subprocess; it shares sae_harness and the variant
+    files with the template."""
+    spec = importlib.util.spec_from_file_location(f"experiment_{template.parent.name}", template / "experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

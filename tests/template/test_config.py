@@ -3,6 +3,7 @@
 import pytest
 
 from sae_harness.config import ConfigError, load_config
+from tests.conftest import TEMPLATE_DIR
 from tests.template.conftest import run_experiment, tiny_environment
 
 
@@ -24,6 +25,11 @@ def test_preset_table_then_environment_override_the_file(tmp_path):
      "config.toml: variant is no longer read from config.toml or SAE_* variables; set it in experiment.py's "
      "run_settings() (Settings.variant)"),
     ("epochs = [\n", {}, "not valid TOML"),
+    ('frontier_scales = "0.5,x"\n', {}, "config.toml: frontier_scales = '0.5,x' is invalid; give positive numbers "
+                                        "separated by commas"),
+    ("", {"SAE_FRONTIER_SCALES": "1,-2"}, "environment variable SAE_FRONTIER_SCALES: frontier_scales = '1,-2' is "
+                                          "invalid"),
+    ("baseline_seeds = 0\n", {}, "config.toml: baseline_seeds = 0 is invalid; use 1 or more"),
 ])
 def test_bad_values_name_the_source_and_the_field(tmp_path, text, environ, expected):
     path = tmp_path / "config.toml"
@@ -40,3 +46,9 @@ def test_experiment_with_a_bad_value_exits_with_a_message_and_writes_nothing(tmp
     assert "environment variable SAE_DICT_SIZE: dict_size = -5 is invalid" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out_dir.exists()
+
+
+def test_the_baseline_fields_default_to_three_seeds_and_four_frontier_factors():
+    config = load_config(TEMPLATE_DIR / "config.toml", environ={})
+    assert config.baseline_seeds == 3 and config.frontier_scale_values() == (0.4, 0.7, 1.3, 1.75)
+    assert load_config(TEMPLATE_DIR / "config.toml", environ={"SAE_FRONTIER_SCALES": ""}).frontier_scale_values() == ()

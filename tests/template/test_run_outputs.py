@@ -19,11 +19,13 @@ def test_final_info_validates_against_the_template_schema(tiny_run):
     settings, training, core = info["settings"], info["training"]["means"], info["core"]["means"]
     assert training["training_steps"] > 0
     assert training["training_tokens"] == training["training_steps"] * settings["means"]["batch_size"]
-    # The baseline's settings: run_settings() of experiment.py over the tiny SAE_* sizes.
+    # The baseline's settings: run_settings() of experiment.py over the tiny SAE_* sizes, as they ran. The ReLU SAE
+    # never reads k or target_l0: they are listed as unused, not recorded as values that ran.
     assert settings["choices"] == {"variant": "relu", "dead_feature_method": "resample"}
-    assert settings["means"] == {"sparsity_penalty": 0.6, "k": 32, "target_l0": 20.0, "dict_size": 256,
-                                 "batch_size": 512, "epochs": 3, "lr": 0.003, "warmup_steps": 5, "resample_every": 10,
-                                 "dead_feature_window": 0, "seed": 0}
+    assert settings["means"] == {"sparsity_penalty": 0.6, "dict_size": 256, "batch_size": 512, "epochs": 3,
+                                 "lr": 0.003, "warmup_steps": 5, "resample_every": 10, "dead_feature_window": 0,
+                                 "seed": 0}
+    assert settings["unused"] == {"k": 32, "target_l0": 20.0} and "overridden_in_code" not in settings
     assert info["training"]["sae_class"] == "CustomSAE" and training["dead_window"] == 10
     assert 0 < core["l0"] <= 256
     assert -1 < core["explained_variance"] <= 1

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import re
+import time
 import tomllib
 
 import numpy as np
@@ -14,11 +15,18 @@ import torch
 
 from experiment import CustomSAE, Settings, build_sae, run_settings, train
 from sae_harness.config import MOVED_TO_EXPERIMENT, ConfigError, load_config
-from sae_harness.results import validate_final_info
+from sae_harness.results import harness_config, validate_final_info, validate_group
 from sae_harness.sae_base import HookSpec, LossParts
-from sae_harness.settings import check_settings, settings_group
+from sae_harness.settings import (
+    SettingsReads,
+    check_settings,
+    given_settings,
+    settings_attributes,
+    settings_group,
+    settings_values,
+)
 from tests.conftest import TEMPLATE_DIR
-from tests.template.conftest import edited_template, run_experiment, tiny_environment
+from tests.template.conftest import edited_template, import_experiment, run_experiment, tiny_environment
 
 # SAEBench's core and interpretability evals are most of a tiny run's time; not needed here.
 NO_SAEBENCH = {"SAE_RUN_SAEBENCH": "false", "SAE_RUN_INTERP_EVALS": "false"}
@@ -153,6 +161,8 @@ def test_a_run_records_the_settings_experiment_py_set_not_config_tomls(tmp_path,
     settings = info["settings"]
     assert settings["choices"]["variant"] == "topk" and info["training"]["sae_class"] == "TopKSAE"
     assert settings["means"]["k"] == 64 and settings["means"]["dict_size"] == 512
+    # TopK reads k, never the L1 penalty or the target L0; as written in run_settings(), nothing overridden.
+    assert settings["unused"] == {"sparsity_penalty": 0.6, "target_l0": 20.0} and "overridden_in_code" not in settings
     assert settings["means"]["batch_size"] == 512 and settings["means"]["warmup_steps"] == 5  # from the environment
     assert "k" not in info["training"]["means"] and "dict_size" not in info["training"]["means"]
     # The training group's copy of the configuration leaves out what the settings record: no stale 256 anywhere.
@@ -188,3 +198,77 @@ def test_build_sae_makes_the_variant_the_settings_name_seeded_by_them(tiny_setti
         assert type(sae).__name__ == sae_class and sae.cfg.d_sae == 64 and sae.settings is settings
         assert torch.equal(sae.W_dec, build_sae(settings, 16, HOOK).W_dec)
         assert not torch.equal(sae.W_dec, build_sae(dataclasses.replace(settings, seed=1), 16, HOOK).W_dec)
+
+
+# What ran: values reported by the SAE and the trainer, fields read by the run's code.
+
+def test_settings_reads_notes_the_runs_reads_not_the_dataclass_machinerys_and_puts_the_class_back(tiny_settings):
+    settings = dataclasses.replace(tiny_settings)
+    with SettingsReads(settings) as reads:
+        text, _ = repr(settings), hash(settings)
+        changed = dataclasses.replace(settings, k=7)  # reads every field, and __post_init__ checks them
+        assert reads.names == set() and "k=32" in text
+        assert isinstance(settings, Settings) and settings.lr == 0.003 and changed.seed == 0
+    assert reads.names == {"lr", "seed"}
+    assert type(settings) is Settings and settings == tiny_settings
+    assert settings.k == 32 and reads.names == {"lr", "seed"}  # a read after the block is not the run's
+
+
+def test_settings_attributes_reads_an_objects_fields_and_aliases(tiny_settings):
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.k, holder.k_aux, holder.l1_coefficient = torch.tensor(64), 5, 0.3
+    assert settings_attributes(holder, tiny_settings) == {"k": 64, "sparsity_penalty": 0.3}
+    holder.sparsity_penalty = 0.5  # the field's own name wins over an alias
+    assert settings_attributes(holder, tiny_settings)["sparsity_penalty"] == 0.5
+
+
+def test_the_settings_group_records_what_ran_notes_overrides_and_moves_unread_fields_out_of_means(tiny_settings,
+                                                                                                   tiny_config):
+    read = {"variant", "sparsity_penalty", "dict_size", "batch_size", "epochs", "lr", "seed", "dead_feature_method"}
+    # An SAE holding its coefficient as a float32 tensor reports 0.6000000238: the same value, not an override.
+    float32_penalty = torch.tensor(0.6).item()
+    group = settings_group(tiny_settings, {"k": 64, "lr": 0.003, "dict_size": 256,
+                                           "sparsity_penalty": float32_penalty}, read)
+    validate_group("settings", group)
+    assert group["means"]["k"] == 64 and group["overridden_in_code"] == {"k": {"run_settings": 32, "ran": 64}}
+    assert group["means"]["sparsity_penalty"] == 0.6 != float32_penalty
+    assert group["unused"] == {"target_l0": 20.0, "warmup_steps": 5, "resample_every": 10, "dead_feature_window": 0}
+    assert not set(group["unused"]) & set(group["means"])
+    # What run_settings() gave can be rebuilt from the group; the configuration shown beside it has none of it.
+    assert given_settings(group) == settings_values(tiny_settings)
+    shown = harness_config(tiny_config, group)
+    assert not set(settings_values(tiny_settings)) & set(shown) and "training_tokens" in shown
+    assert "frontier_scales" not in shown and "baseline_seeds" not in shown  # baseline.py's alone
+
+
+def test_a_knob_written_into_the_sae_or_the_trainer_is_recorded_as_it_ran(tmp_path, tiny_workspace, monkeypatch):
+    """An idea's CustomSAE hard-codes k and its L1 coefficient, its trainer the learning rate and the batch size:
+    final_info.json records the values that ran, notes each difference from run_settings(), and lists as unused only
+    the field nothing read."""
+    template = edited_template(tmp_path, [
+        ("        self.l1_coefficient = settings.sparsity_penalty\n",
+         "        self.l1_coefficient = 0.3\n        self.k = 64\n"),
+        ("lr=settings.lr, betas", "lr=1e-3, betas"),
+        ("workspace.train.epoch(settings.batch_size, generator)", "workspace.train.epoch(256, generator)"),
+    ])
+    edited = import_experiment(template, monkeypatch)
+    config = dataclasses.replace(tiny_workspace.config, run_saebench=False, run_interp_evals=False)
+    workspace = dataclasses.replace(tiny_workspace, config=config, loaded_model=tiny_workspace.model)
+    settings = edited.run_settings(config)
+    info = edited.run(workspace, settings, tmp_path / "run_1", time.perf_counter())
+
+    validate_final_info(info)
+    assert json.loads((tmp_path / "run_1" / "final_info.json").read_text()) == info
+    group = info["settings"]
+    assert group["overridden_in_code"] == {
+        "sparsity_penalty": {"run_settings": 0.6, "ran": 0.3}, "k": {"run_settings": 32, "ran": 64},
+        "lr": {"run_settings": 0.003, "ran": 0.001}, "batch_size": {"run_settings": 512, "ran": 256}}
+    assert {name: group["means"][name] for name in ("sparsity_penalty", "k", "lr", "batch_size", "epochs")} == {
+        "sparsity_penalty": 0.3, "k": 64, "lr": 0.001, "batch_size": 256, "epochs": 3}
+    assert group["unused"] == {"target_l0": 20.0}
+    assert info["training"]["means"]["training_tokens"] == info["training"]["means"]["training_steps"] * 256 == 3 * 8192
+    assert not {"k", "lr", "batch_size", "sparsity_penalty", "target_l0"} & set(info["training"]["config"])
+    assert type(settings) is edited.Settings  # SettingsReads put the class back

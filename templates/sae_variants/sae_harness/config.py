@@ -21,6 +21,10 @@ MOVED_TO_EXPERIMENT = ("variant", "sparsity_penalty", "k", "target_l0", "dead_fe
 """Former fields that experiment.py's run_settings() now sets, so that the file the coder edits says which SAE runs
 and with which knobs. Setting one in config.toml or as an SAE_* variable is an error, not silently ignored."""
 
+BASELINE_ONLY = ("baseline_seeds", "frontier_scales")
+"""Fields only baseline.py reads (how many runs make run_0), not how any one run trains: final_info.json's
+training.config leaves them out."""
+
 
 class ConfigError(ValueError):
     """A bad configuration value. The message names the source, the field and the fix."""
@@ -82,6 +86,11 @@ class ExperimentConfig:
     """Words of the vocabulary sample for the absorption task; 0 keeps sae_harness/absorption.py's size."""
     absorption_min_letters: int = 0
     """Letters whose probe must work for an absorption score; 0 keeps SAEBench's 20."""
+    baseline_seeds: int = 3
+    """Seeds baseline.py trains the baseline on (config.seed, seed + 1, ...): their spread is the noise floor."""
+    frontier_scales: str = "0.4,0.7,1.3,1.75"
+    """Factors on the baseline's sparsity pressure, comma-separated, for baseline.py's sparsity-fidelity frontier
+    (sae_harness/baseline_sweep.py FRONTIER_KNOBS); above 1 is sparser; empty turns the frontier off."""
     sources: dict = field(default_factory=dict, repr=False, compare=False)
     """Where each field's value came from, for error messages and final_info."""
 
@@ -104,6 +113,9 @@ class ExperimentConfig:
             ("log_every", self.log_every >= 1, "use 1 or more"),
             ("cache_max_gb", self.cache_max_gb >= 0, "use 0 (never cache) or a size in GB"),
         ]
+        checks.append(("baseline_seeds", self.baseline_seeds >= 1, "use 1 or more"))
+        checks.append(("frontier_scales", self.frontier_scale_values() is not None,
+                       "give positive numbers separated by commas, e.g. \"0.4,0.7,1.3,1.75\", or \"\" for none"))
         for name in ("eval_reconstruction_batches", "eval_sparsity_batches", "eval_batch_prompts", "lm_batch_prompts",
                      "probe_train_texts", "probe_test_texts", "absorption_words", "absorption_min_letters"):
             checks.append((name, getattr(self, name) >= 0, "use 0 (preset value) or a positive number"))
@@ -112,6 +124,14 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"{self.sources.get(name, 'default')}: {name} = {getattr(self, name)!r} is invalid; {fix}."
                 )
+
+    def frontier_scale_values(self) -> tuple[float, ...] | None:
+        """frontier_scales as numbers, in the order given; None if the text is not a list of positive numbers."""
+        try:
+            scales = tuple(float(part) for part in self.frontier_scales.split(",") if part.strip())
+        except ValueError:
+            return None
+        return scales if all(0 < scale < float("inf") for scale in scales) else None
 
     @property
     def preset_spec(self) -> Preset:

@@ -34,15 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .activations import ActivationKey, CachedActivations, MultiLayerSource, cached_layers
+from .activations import ActivationKey, MultiLayerSource, cached_layers
 from .config import ConfigError, ExperimentConfig, load_config
 from .evaluation import FORMULAS
 from .lm import load_model
 from .results import atomic_write_text, harness_config
-from .settings import settings_group
-from .workspace import NORM_SAMPLE_TOKENS, Workspace, default_cache_dir
+from .settings import given_settings, settings_group, settings_values
+from .workspace import Workspace, activation_scale, default_cache_dir
 
 log = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
@@ -121,12 +120,6 @@ def prepare_layers(config: ExperimentConfig, layers: list[int], model=None) -> l
     return workspaces
 
 
-def activation_scale(train: CachedActivations, seed: int) -> float:
-    """The factor bringing the mean activation norm to sqrt(d_model), on the sample Workspace.prepare uses."""
-    sample = train.sample(min(NORM_SAMPLE_TOKENS, len(train)), torch.Generator().manual_seed(seed))
-    return float(sample.shape[1] ** 0.5 / sample.norm(dim=-1).mean())
-
-
 def finished_layer(workspace: Workspace, settings, layer_dir: Path) -> dict | None:
     """The final_info.json of a layer an earlier, interrupted sweep finished with the same configuration and
     settings, else None: a sweep run again after a kill trains only the layers it had not finished (write_run writes
@@ -137,7 +130,7 @@ def finished_layer(workspace: Workspace, settings, layer_dir: Path) -> dict | No
     info = json.loads(path.read_text())
     recorded = settings_group(settings)
     same_config = info["training"].get("config") == json.loads(json.dumps(harness_config(workspace.config, recorded)))
-    if not same_config or info.get("settings") != json.loads(json.dumps(recorded)):
+    if not same_config or given_settings(info["settings"]) != json.loads(json.dumps(settings_values(settings))):
         return None
     log.info("Layer %d: reusing %s, finished with the same settings", workspace.preset.layer, path)
     return info

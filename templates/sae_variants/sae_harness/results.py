@@ -12,15 +12,17 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 
 from .autointerp_contexts import write_autointerp_contexts
+from .config import BASELINE_ONLY
 from .evaluation import core_group, interpretability_groups
 from .saelens_export import export_saelens, verify_saelens_export
-from .settings import settings_group
+from .settings import given_settings, settings_group
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "final_info.schema.json"
 
@@ -65,24 +67,30 @@ def _finite(value):
 
 
 def harness_config(config, recorded_settings: dict) -> dict:
-    """final_info.json's training.config: the configuration less the fields the settings group records, whose
-    config.toml values experiment.py may have replaced; a reader sees only the values that ran."""
-    shown = {**recorded_settings["means"], **recorded_settings["choices"]}
-    return {name: value for name, value in config.to_dict().items() if name not in shown}
+    """final_info.json's training.config: the configuration less the fields the settings group records (ran, unused
+    or overridden), whose config.toml values experiment.py may have replaced, so that a reader sees only the values
+    that ran, and less the fields of baseline.py alone (BASELINE_ONLY)."""
+    shown = given_settings(recorded_settings)
+    return {name: value for name, value in config.to_dict().items() if name not in shown and name not in BASELINE_ONLY}
 
 
-def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started: float) -> dict:
+def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started: float,
+              read: Collection[str] | None = None) -> dict:
     """Evaluate the trained sae and write out_dir; return final_info. facts: train()'s return (its "log" becomes
-    training_log.jsonl, the rest the training group's means); settings: experiment.py's Settings as the run used
-    them (the "settings" group)."""
+    training_log.jsonl, its "effective_settings" the trainer's report of the settings it used, the rest the training
+    group's means); settings: run_settings()'s Settings; read: the fields the run's code read (SettingsReads). The
+    "settings" group records what ran: the values sae.effective_settings() and the trainer report over
+    run_settings()'s, with any difference noted, and the fields nothing read or reported moved to "unused"
+    (sae_harness/settings.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config = workspace.config
-    recorded = settings_group(settings)
-    shown_config = harness_config(config, recorded)
     core, frequencies = core_group(sae, workspace)
     groups = {"core": core, **interpretability_groups(sae, workspace, out_dir.name)}
     facts = dict(facts)
     log_rows = facts.pop("log")
+    # After the evaluations, so that a field read only when the SAE encodes held-out text counts as read.
+    recorded = settings_group(settings, {**facts.pop("effective_settings", {}), **sae.effective_settings()}, read)
+    shown_config = harness_config(config, recorded)
     training_means = {
         **facts,
         "layer": workspace.preset.layer,
@@ -104,6 +112,7 @@ def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started
             "config": shown_config,
             "config_sources": {name: source for name, source in config.sources.items() if name in shown_config},
             "platform": platform.platform(),
+            **workspace.training_notes,
         },
         **{name: group.to_json() for name, group in groups.items()},
     }

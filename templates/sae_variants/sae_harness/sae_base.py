@@ -11,6 +11,8 @@ import torch
 from sae_bench.custom_saes.base_sae import BaseSAE
 from torch import Tensor
 
+from .settings import settings_attributes
+
 DIAGNOSTIC_PREFIX = "diagnostic."
 """How a loss's own diagnostics are named in training_log.jsonl and in final_info.json's training group."""
 
@@ -80,6 +82,13 @@ class SAEBase(BaseSAE):
 
     def training_loss(self, x: Tensor) -> LossParts:
         raise NotImplementedError
+
+    def effective_settings(self) -> dict:
+        """The settings this SAE uses, read from the object itself for final_info.json's settings group: its width as
+        dict_size, and each attribute named as a field of self.settings or an alias of one (TopK's self.k,
+        CustomSAE's self.l1_coefficient; sae_harness/settings.py settings_attributes), so that a value set in code
+        is recorded as the one that ran."""
+        return {**settings_attributes(self, getattr(self, "settings", None)), "dict_size": self.cfg.d_sae}
 
     @staticmethod
     def reconstruction_mse(x: Tensor, x_hat: Tensor) -> Tensor:

@@ -1,9 +1,10 @@
 """Everything a run needs before training: device, model, training and held-out activations, normalisation."""
 
+import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +39,9 @@ class Workspace:
     scale: float
     """Training inputs are scale * x, so that their mean norm is sqrt(d_model); folded back after training."""
     setup_seconds: float
+    training_notes: dict = field(default_factory=dict)
+    """Facts about why this run was made, copied into final_info.json's training group (baseline.py records a
+    frontier point's knob and scale here)."""
 
     @property
     def model(self):
@@ -68,10 +72,15 @@ class Workspace:
                    for split, key in keys.items()}
         train = cached_or_streamed(sources["train"], cache_dir, config.cache_max_gb, preset.d_model)
         heldout = cached_or_streamed(sources["heldout"], cache_dir, float("inf"), preset.d_model).all()
-        generator = torch.Generator().manual_seed(config.seed)
-        sample = train.sample(min(NORM_SAMPLE_TOKENS, len(train)), generator)
-        scale = float(preset.d_model ** 0.5 / sample.norm(dim=-1).mean())
-        return cls(config, preset, device, cache_dir, model, train, heldout, scale, time.perf_counter() - started)
+        return cls(config, preset, device, cache_dir, model, train, heldout, activation_scale(train, config.seed),
+                   time.perf_counter() - started)
+
+    def for_seed(self, seed: int) -> "Workspace":
+        """This workspace as a run with config.seed = seed prepares it (the same activations and model; the scale and
+        the decoder-bias sample drawn with that seed), so that baseline.py's seed s is `SAE_SEED=s experiment.py`.
+        Load the model first (workspace.model) when runs will need it: each copy would load its own."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, seed=seed),
+                                   scale=activation_scale(self.train, seed))
 
     @torch.no_grad()
     def initialise_decoder_bias(self, sae: SAEBase):
@@ -79,3 +88,9 @@ class Workspace:
         generator = torch.Generator().manual_seed(self.config.seed + 1)
         sample = self.train.sample(min(NORM_SAMPLE_TOKENS, len(self.train)), generator)
         sae.b_dec.copy_((sample.mean(dim=0) * self.scale).to(sae.b_dec))
+
+
+def activation_scale(train, seed: int) -> float:
+    """The factor bringing the mean norm of a seeded sample of the training activations to sqrt(d_model)."""
+    sample = train.sample(min(NORM_SAMPLE_TOKENS, len(train)), torch.Generator().manual_seed(seed))
+    return float(sample.shape[1] ** 0.5 / sample.norm(dim=-1).mean())
