@@ -1,6 +1,7 @@
 """Plot the results of every finished SAE run in an experiment folder.
 
-Reads each ``run_<n>/final_info.json`` (plus ``autointerp.json``, ``feature_frequencies.npy`` and
+Reads each ``run_<n>/final_info.json`` (``seeds.json``, the mean over seeds, where the research loop made one; plus
+``autointerp.json``, ``feature_frequencies.npy`` and
 ``training_log.jsonl`` where present) under the root folder and writes:
 
 - metrics_comparison.png: core and interpretability metrics per run, in seven panels; two place each run's L0
@@ -78,7 +79,7 @@ class Run:
         return self._number(group, "means", key)
 
     def std(self, key, group="core"):
-        """The spread over seeds, ``info[group]["stds"][key]``, where run_0 aggregates seeds; else None."""
+        """The spread over seeds, ``info[group]["stds"][key]``, where the run is a mean of seeds; else None."""
         return self._number(group, "stds", key)
 
     def _number(self, group, block, key):
@@ -120,7 +121,9 @@ def load_runs(root):
         )
     runs = []
     for i, path in enumerate(run_dirs):
-        info = load_final_info(path / "final_info.json")
+        # A run the research loop repeated on more seeds keeps their means and spread in seeds.json beside it.
+        summary = path / "seeds.json"
+        info = load_final_info(summary if summary.is_file() else path / "final_info.json")
         # The research loop's autointerp stage scores a run after it ends, into autointerp.json beside it.
         if (path / "autointerp.json").is_file():
             info["autointerp"] = load_final_info(path / "autointerp.json")
