@@ -24,7 +24,6 @@ from scientist.store.folder import (
     SEED_SUMMARY_FILE,
     read_final_info,
     read_result_file,
-    read_results,
     run_dir,
 )
 
@@ -117,7 +116,9 @@ def summarise(idea: IdeaRun, number: int):
         folder.log(f"seeds: {err}")
         return
     description = idea.state.runs[number].description or "no description given"
-    summary = read_results(folder.path, number)
+    # The summary as written, without the groups later stages add (read_results would join a resumed idea's
+    # autointerp.json, which the first pass through this stage did not have): the block must read as it did.
+    summary = read_result_file(run / SEED_SUMMARY_FILE)
     folder.append_notes(results_block(number, f"{description} (mean of {len(seeds)} seeds: "
                                               f"{', '.join(map(str, seeds))})",
                                       read_final_info(folder.path, 0), summary, manifest.metrics,
