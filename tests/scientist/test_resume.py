@@ -216,6 +216,9 @@ def test_a_launch_killed_at_many_points_and_resumed_ends_as_an_uninterrupted_one
     assert Snapshot(resumed, 0, 0, "").seeds_finished() == ["seeds: run 2 on seed 1 finished in",
                                                            "seeds: run 2 on seed 2 finished in"]
     assert got["runs"]["run_2"] == expected["runs"]["run_2"]
+    # The demo's run 2 trained with k = 64 (set in run_settings), and its results and notes say so.
+    assert got["runs"]["run_2"]["settings"]["means"]["k"] == 64
+    assert any(re.search(r"settings\.k 64 \(baseline", line) for line in got["notes"])
     summary = json.loads((resumed / "run_2" / "seeds.json").read_text())
     assert summary["seeds"]["seeds"] == [0, 1, 2] and len(summary["core"]["per_seed"]["explained_variance"]) == 3
     tags = subprocess.run(["git", "tag"], cwd=resumed, capture_output=True, text=True).stdout.split()
