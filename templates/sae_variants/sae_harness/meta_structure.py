@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .absorption import seeded_generators
+from .absorption import EVAL_SEED, seeded_generators
 from .evaluation import EvalGroup
 from .sae_base import SAEBase
 
@@ -44,7 +44,7 @@ def meta_structure_group(sae: SAEBase, workspace, sizes: MetaStructureSizes | No
     device = workspace.device
     sizes = sizes or SIZES["cuda" if device.startswith("cuda") else "cpu"]
     config = MetaStructureEvalConfig(
-        random_seed=workspace.config.seed,
+        random_seed=EVAL_SEED,  # the meta-SAE is part of the instrument: the same for every run
         train_steps=sizes.train_steps,
         train_batch_size=sizes.train_batch_size,
         autocast=device.startswith("cuda"),
