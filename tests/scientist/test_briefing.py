@@ -90,7 +90,7 @@ def test_the_prompts_state_the_rule_the_frontier_and_the_budget_from_code_not_fr
                     budget=budget_text(baseline, SAE_METRICS, FRONTIER))
     assert "training.training_tokens = 555555" in prompt and "core.l0 = 60" in prompt
     assert "over its 3 seeds (0, 1, 2)" in prompt
-    assert "judged against the baseline frontier at the run's own L0" in prompt
+    assert "judged against the baseline frontier at the run's own L0" in " ".join(prompt.split())  # wrapped
     assert "up to 4 runs" in prompt
     idea_prompt = render("idea_first", task_description="t", code="c", previous_ideas="-", num_reflections=1,
                          max_runs="4", **judging_values(baseline, SAE_METRICS, FRONTIER))
