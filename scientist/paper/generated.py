@@ -6,13 +6,13 @@ invented)."""
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 from pathlib import Path
 
 from scientist.experiment.manifest import Manifest, Metric, MetricRegistry
 from scientist.experiment.metrics import Frontier, MetricChange, compare, frontier_rule_text, noise_rule_text
+from scientist.experiment.noise import group_part, number, ok_groups
 from scientist.experiment.seeds import seed_count
 from scientist.paper.latex import BIB_FILE, FIGURES_FILE, GENERATED_HEADER, TABLE_FILE, ascii_words, escape_latex
 from scientist.store.files import atomic_write_text
@@ -50,13 +50,7 @@ URL_PATTERN = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 def _group_number(info: dict, group: str, field: str, name: str) -> float | None:
     """A finite number from the group's `field` ("means", or "stds" of a run summarised over seeds) when the group
     ran; None otherwise (the harness writes NaN as null, and a spread of fewer than two seeds is null)."""
-    body = info.get(group)
-    if not isinstance(body, dict) or body.get("status") != "ok" or not isinstance(body.get(field), dict):
-        return None
-    value = body[field].get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    return number(group_part(ok_groups(info).get(group), field).get(name))
 
 
 def _shown_exactly(value: float, digits: int) -> bool:

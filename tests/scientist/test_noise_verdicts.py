@@ -126,22 +126,25 @@ AT_BASELINE_L0 = {"explained_variance": 0.8974, "mse": 285.1, "cossim": 0.9921, 
                   "kl_div_score": 0.7944}
 
 
+def ce_improved_by(folder: Path, stds: float) -> Path:
+    """An idea whose run 1 has the CE loss score `stds` standard deviations above the baseline's mean, and whose
+    notes and paper say run 1 improved it."""
+    ce = baseline_mean("ce_loss_score") + stds * baseline_std("ce_loss_score")
+    return make_idea(folder, {1: {**AT_BASELINE_L0, "ce_loss_score": ce}},
+                     notes="Run 1 improved the CE loss score.",
+                     latex_text="Run~1 improved the CE loss score over the baseline.\n")
+
+
 @pytest.fixture
 def within_noise(tmp_path) -> Path:
     """Run 1's CE loss score is above the baseline's mean by half a standard deviation."""
-    ce = baseline_mean("ce_loss_score") + 0.5 * baseline_std("ce_loss_score")
-    return make_idea(tmp_path / "within", {1: {**AT_BASELINE_L0, "ce_loss_score": ce}},
-                     notes="Run 1 improved the CE loss score.",
-                     latex_text="Run~1 improved the CE loss score over the baseline.\n")
+    return ce_improved_by(tmp_path / "within", 0.5)
 
 
 @pytest.fixture
 def ten_stds(tmp_path) -> Path:
     """Run 1's CE loss score is above the baseline's mean by ten standard deviations."""
-    ce = baseline_mean("ce_loss_score") + 10 * baseline_std("ce_loss_score")
-    return make_idea(tmp_path / "ten", {1: {**AT_BASELINE_L0, "ce_loss_score": ce}},
-                     notes="Run 1 improved the CE loss score.",
-                     latex_text="Run~1 improved the CE loss score over the baseline.\n")
+    return ce_improved_by(tmp_path / "ten", 10)
 
 
 def test_the_planted_baseline_is_a_three_seed_summary(within_noise):
