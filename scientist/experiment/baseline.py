@@ -63,7 +63,8 @@ def fingerprint_changes(recorded: dict, current: dict) -> list[str]:
 
 def ensure_baseline(manifest: Manifest, timeout_s: float, environ: Mapping[str, str] | None = None) -> Path:
     """Return the template's run_0, built now if it is missing, unfinished or stale. A stale run_0 is moved aside,
-    not deleted."""
+    not deleted; one moved aside earlier that this code and these settings made (another preset's baseline, when a
+    launch switches back) is moved back instead of being built again."""
     environ = os.environ if environ is None else environ
     run_0 = run_dir(manifest.path, 0)
     current = fingerprint(manifest, environ)
@@ -75,6 +76,10 @@ def ensure_baseline(manifest: Manifest, timeout_s: float, environ: Mapping[str, 
         log.warning("%s was made by other code or settings (%s); moved to %s and rebuilt.", run_0,
                     "; ".join(reasons), stale.name)
         recorded = None
+    if recorded is None and (earlier := _matching_stale(run_0, current)) is not None:
+        earlier.rename(run_0)
+        log.info("%s: restored from %s, which this code and these settings made", run_0, earlier.name)
+        recorded = _recorded_fingerprint(run_0)
     if recorded is None or not recorded.get("complete", True):
         build_baseline(manifest, timeout_s, current, environ)
     problem = manifest.baseline_problem(read_final_info(manifest.path, 0))
@@ -89,6 +94,15 @@ def _recorded_fingerprint(run_0: Path) -> dict | None:
         return json.loads((run_0 / FINGERPRINT_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _matching_stale(run_0: Path, current: dict) -> Path | None:
+    """The newest run_0.stale-* folder whose fingerprint is the current one and complete."""
+    for stale in sorted(run_0.parent.glob("run_0.stale-*"), reverse=True):
+        recorded = _recorded_fingerprint(stale)
+        if recorded is not None and recorded.get("complete", True) and _identity(recorded) == current:
+            return stale
+    return None
 
 
 def _identity(recorded: dict) -> dict:

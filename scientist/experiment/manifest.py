@@ -51,6 +51,10 @@ class Metric:
     frontier: bool = False
     """A fidelity metric that moves with sparsity: judged against the baseline's frontier at the run's own
     sparsity ([baseline.frontier] x), not against the baseline's single point."""
+    reference: str = ""
+    """The key ("group.name") of a number in the same final_info.json that is this metric's reference value (on
+    a ground-truth preset, what the true features score): results blocks and the paper's table show it beside the
+    runs, so that a reader sees how far a run is from it."""
 
     def __post_init__(self) -> None:
         if (self.direction == "target") != (self.target is not None):
@@ -350,7 +354,10 @@ class _Reader:
                 group, name, direction, self.get(entry, where, "description", str, required=True),
                 None if target is None else float(target), self.get(entry, where, "display", str, ""),
                 self.get(entry, where, "key", bool, False), self.strings(entry, where, "aliases"),
-                self.get(entry, where, "fraction", bool, False), self.get(entry, where, "frontier", bool, False)))
+                self.get(entry, where, "fraction", bool, False), self.get(entry, where, "frontier", bool, False),
+                self.get(entry, where, "reference", str, "")))
+            if metrics[-1].reference and "." not in metrics[-1].reference:
+                self.fail(f"{where}.reference", 'the key of another number, "group.name"')
         return MetricRegistry(metrics)
 
     def plot(self, index: int, item: dict) -> Plot:

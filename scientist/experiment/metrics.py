@@ -289,6 +289,18 @@ def _run_frontier_text(frontier: Frontier | None, baseline: Mapping, run: Mappin
     return rule
 
 
+def reference_text(registry: MetricRegistry, run: Mapping, label: str) -> str:
+    """Each scored metric that has a reference value (Metric.reference: on a ground-truth preset, what the true
+    features score) beside the run's value: how far the run is from it. Empty when the run records none."""
+    parts = []
+    for metric in registry.metrics:
+        reference, value = mean_of(run, metric.reference) if metric.reference else None, mean_of(run, metric.key)
+        if reference is not None and value is not None:
+            parts.append(f"{metric.display or metric.key} {format_number(reference)} ({metric.reference}; "
+                         f"{label} {format_number(value)})")
+    return "; ".join(parts)
+
+
 def _not_ok(info: Mapping) -> dict[str, tuple[str, str]]:
     """Each group that did not run, as (status, reason on one line)."""
     groups = {}
@@ -342,6 +354,8 @@ def results_block(run_number: int, description: str, baseline: Mapping, run: Map
     frontier_text = _run_frontier_text(frontier, baseline, run, registry, label)
     if frontier_text:
         lines += wrapped(f"Frontier: {frontier_text}")
+    if reference := reference_text(registry, run, label):
+        lines += wrapped(f"Reference: {reference}")
     lines += wrapped(f"Summary: {summary_line(changes)}")
     facts = _facts_lines(rest)
     if facts:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from scientist.experiment.manifest import Manifest, Metric, MetricRegistry
 from scientist.experiment.metrics import Frontier, MetricChange, compare, frontier_rule_text, noise_rule_text
-from scientist.experiment.noise import group_part, number, ok_groups
+from scientist.experiment.noise import group_part, mean_of, number, ok_groups
 from scientist.experiment.seeds import seed_count
 from scientist.paper.latex import BIB_FILE, FIGURES_FILE, GENERATED_HEADER, TABLE_FILE, ascii_words, escape_latex
 from scientist.store.files import atomic_write_text
@@ -27,6 +27,7 @@ DESCRIPTION_WIDTH = "4.2cm"
 WIDE_TABLE_COLUMNS = 7  # more metric columns than this are scaled to the text width (graphicx's \resizebox)
 WIDE_TABLE_COLUMNS_WITH_SPREAD = 4  # as many "mean ± spread" columns fill the text width
 BASELINE_DESCRIPTION = "Baseline"
+REFERENCE_DESCRIPTION = "Reference (see caption)"
 MISSING_DESCRIPTION = "no description given"
 MISSING_VALUE = "--"
 DIRECTION_MARKS = {"higher": r"\,$\uparrow$", "lower": r"\,$\downarrow$"}
@@ -98,6 +99,26 @@ def _verdicts(runs: list[FinishedRun], registry: MetricRegistry,
             if baseline is not None and run.number != 0 else {} for run in runs]
 
 
+def _reference_row(runs: list[FinishedRun], metrics: list[Metric]) -> list[str]:
+    """The row of reference values (Metric.reference, read from the baseline's results: on a ground-truth preset, the
+    true features' scores), under the runs; empty when no column has one."""
+    if not runs or runs[0].number != 0:
+        return []
+    values = [mean_of(runs[0].info, metric.reference) if metric.reference else None for metric in metrics]
+    if all(value is None for value in values):
+        return []
+    return ["", REFERENCE_DESCRIPTION, *(_cell(value, None, None) for value in values)]
+
+
+def _reference_sentence(registry: MetricRegistry, metrics: list[Metric]) -> str:
+    described = {metric.reference: registry.lookup(*metric.reference.split(".", 1)).description
+                 for metric in metrics if metric.reference}
+    if not described:
+        return ""
+    return ("The reference row gives " + "; ".join(f"{escape_latex(key)}: {escape_latex(text)}"
+                                                  for key, text in described.items()) + ". ")
+
+
 def _seeds_sentence(runs: list[FinishedRun]) -> str:
     seeded = [(run.number, seed_count(run.info)) for run in runs if seed_count(run.info) > 1]
     if not seeded:
@@ -119,6 +140,8 @@ def _caption(runs: list[FinishedRun], columns: list[tuple], registry: MetricRegi
                     "baseline (or not scored). " + escape_latex(noise_rule_text(baseline)) + " ")
         if rule := frontier_rule_text(frontier, baseline, registry):
             caption += escape_latex(rule) + " "
+        if _reference_row(runs, [metric for metric, *_ in columns]):
+            caption += _reference_sentence(registry, [metric for metric, *_ in columns])
     return caption + "; ".join(f"{heading}: {meaning}" for _, heading, meaning, *_ in columns) + "."
 
 
@@ -144,6 +167,9 @@ def write_results_table(runs: list[FinishedRun], registry: MetricRegistry, latex
         rows.append([str(run.number), escape_latex(description),
                      *(_cell(*numbers[i], changes[i].verdict if changes[i] else None)
                        for _, _, _, numbers, changes in columns)])
+    reference = _reference_row(runs, [metric for metric, *_ in columns])
+    if reference:
+        rows.append(reference)
     spread_shown = any(spread is not None for *_, numbers, _ in columns for _, spread in numbers)
     tabular = [
         rf"  \begin{{tabular}}{{r>{{\raggedright\arraybackslash}}p{{{DESCRIPTION_WIDTH}}}{'r' * len(columns)}}}",

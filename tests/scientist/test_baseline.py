@@ -61,6 +61,12 @@ def test_a_baseline_made_with_other_settings_is_moved_aside_and_rebuilt(template
     assert (folder.path / "run_0" / "final_info.json").exists()
     assert not list(folder.path.glob("run_0.stale-*"))
 
+    # Back to the first settings (a launch on the first preset again): their baseline is moved back, not rebuilt.
+    ensure_baseline(manifest, timeout_s=1200)
+    assert (template / "run_0" / "final_info.json").read_text() == old_info
+    [aside] = template.glob("run_0.stale-*")
+    assert json.loads((aside / FINGERPRINT_FILE).read_text())["settings"]["SAE_SEED"] == "7"
+
 
 def test_the_baseline_is_summarised_over_its_seeds_beside_its_frontier(templates_dir):
     run_0 = templates_dir / "sae_variants" / "run_0"

@@ -31,6 +31,15 @@ TINY = {
     "SAE_ABSORPTION_MIN_LETTERS": "5",
 }
 
+# The ground-truth preset at tiny sizes: the synthetic model is synth-cpu's own (built once into the cache).
+TINY_SYNTH = {
+    **{k: v for k, v in TINY.items() if not k.startswith(("SAE_EVAL_", "SAE_PROBE_", "SAE_ABSORPTION_"))},
+    "SAE_PRESET": "synth-cpu",
+    "SAE_TRAINING_TOKENS": "16384",
+    "SAE_HELDOUT_TOKENS": "8192",
+    "SAE_EPOCHS": "2",
+}
+
 
 @pytest.fixture(autouse=True)
 def seeded():
@@ -92,6 +101,15 @@ def tiny_run(tmp_path_factory, cache_dir) -> Path:
     """One real end-to-end run of experiment.py at tiny sizes, shared by the tests that read its outputs."""
     out_dir = tmp_path_factory.mktemp("experiment") / "run_0"
     result = run_experiment(out_dir, tiny_environment(cache_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_run(tmp_path_factory, cache_dir) -> Path:
+    """One real run of experiment.py on the ground-truth preset synth-cpu at tiny sizes."""
+    out_dir = tmp_path_factory.mktemp("synthetic") / "run_0"
+    result = run_experiment(out_dir, {**tiny_environment(cache_dir), **TINY_SYNTH})
     assert result.returncode == 0, result.stderr[-3000:]
     return out_dir
 

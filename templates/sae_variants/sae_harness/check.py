@@ -5,7 +5,8 @@ JSON object: {"problems": [...], "preset", "device", "gpu", "needs_gpu", "hub": 
 problem, 1 otherwise. Each problem names the file or variable, the field and the fix.
 
 Runs have no network, so a hub preset's model must be in the Hugging Face cache and its corpus copied into the
-activation cache first. With --prefetch (the orchestrator passes it, outside the sandbox) both are fetched here.
+activation cache first, and a synthetic preset with synthetic_hub = true needs the published synthetic model in the
+activation cache. With --prefetch (the orchestrator passes it, outside the sandbox) they are fetched here.
 """
 
 import argparse
@@ -48,7 +49,30 @@ def check(config_path: Path = CONFIG, prefetch: bool = False) -> dict:
         report["hub"] = [spec.model_name, spec.corpus]
         report["problems"] += _hub_model_problems(spec, prefetch)
         report["problems"] += _hub_corpus_problems(config, prefetch)
+    if spec.synthetic and config.synthetic_hub:
+        report["hub"] = [spec.hub_model]
+        report["problems"] += _synthetic_hub_problems(config, prefetch)
     return report
+
+
+def _synthetic_hub_problems(config, prefetch: bool) -> list[str]:
+    from .synthetic import load_synthetic_model, model_dir
+    from .workspace import default_cache_dir
+
+    spec = config.preset_spec
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    if model_dir(cache_dir, spec, True).is_dir():
+        return []
+    reason = ""
+    if prefetch:
+        try:
+            load_synthetic_model(spec, cache_dir, "cpu", from_hub=True)
+            return []
+        except Exception as err:  # the hub client raises many kinds: offline, not found, disk full
+            reason = f" (fetching it failed: {type(err).__name__}: {str(err)[:200]})"
+    return [f"preset {spec.name}: synthetic_hub = true but {spec.hub_model} is not in {cache_dir}, and runs have no "
+            f"network{reason}; run `python -m sae_harness.check --prefetch` in the template folder where the hub can "
+            "be reached, or set synthetic_hub = false to build the model from sae_harness/synthetic.py's config"]
 
 
 def _hub_model_problems(spec, prefetch: bool) -> list[str]:

@@ -86,6 +86,9 @@ class ExperimentConfig:
     """Words of the vocabulary sample for the absorption task; 0 keeps sae_harness/absorption.py's size."""
     absorption_min_letters: int = 0
     """Letters whose probe must work for an absorption score; 0 keeps SAEBench's 20."""
+    synthetic_hub: bool = False
+    """On a synthetic preset with a published model (synth-16k: SynthSAEBench-16k), use the hub's copy instead of
+    building it from sae_harness/synthetic.py's config; `python -m sae_harness.check --prefetch` fetches it."""
     baseline_seeds: int = 3
     """Seeds baseline.py trains the baseline on (config.seed, seed + 1, ...): their spread is the noise floor."""
     frontier_scales: str = "0.4,0.7,1.3,1.75"
@@ -113,6 +116,8 @@ class ExperimentConfig:
             ("log_every", self.log_every >= 1, "use 1 or more"),
             ("cache_max_gb", self.cache_max_gb >= 0, "use 0 (never cache) or a size in GB"),
         ]
+        checks.append(("synthetic_hub", not self.synthetic_hub or bool(PRESETS[self.preset].hub_model),
+                       f"preset {self.preset} has no published model on the hub; use synthetic_hub = false"))
         checks.append(("baseline_seeds", self.baseline_seeds >= 1, "use 1 or more"))
         checks.append(("frontier_scales", self.frontier_scale_values() is not None,
                        "give positive numbers separated by commas, e.g. \"0.4,0.7,1.3,1.75\", or \"\" for none"))

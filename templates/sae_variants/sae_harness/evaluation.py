@@ -1,5 +1,7 @@
 """Evaluation of a trained SAE: our own reconstruction metrics and SAEBench's core eval on held-out text, and
 SAEBench's interpretability evals (sparse probing, TPP, absorption, meta_structure; SCR where the hub is reachable).
+On a synthetic preset the true features are known: the ground_truth group scores the SAE against them, and the
+language-model evals are recorded as not applicable, with the reason.
 
 Explained variance is computed here as 1 - sum((x - x_hat)^2) / sum((x - mean(x))^2) over held-out tokens.
 SAEBench 0.6.0's core explained_variance disagreed with that formula on this model (1.0015 for an SAE whose
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 
 from .corpus import heldout_texts
 from .sae_base import SAEBase
+from .synthetic import GROUND_TRUTH, ground_truth_scores, reference_scores
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ FORMULAS = {
     "kl_div_score": "SAEBench: (KL_zero_ablation - KL_with_sae) / KL_zero_ablation",
 }
 INTERPRETABILITY_EVALS = ("sparse_probing", "tpp", "absorption", "meta_structure", "scr", "unlearning")
+NOT_APPLICABLE = ("not applicable: preset {preset} has synthetic activations and no language model, so there is no "
+                  "{what}")
 
 
 @dataclass
@@ -142,7 +147,10 @@ def core_group(sae: SAEBase, workspace) -> tuple[EvalGroup, np.ndarray]:
     started = time.perf_counter()
     means, frequencies = heldout_metrics(sae, workspace.heldout, workspace.device)
     details = {"formulas": FORMULAS}
-    if workspace.config.run_saebench:
+    if workspace.preset.synthetic:
+        details["saebench_skipped"] = NOT_APPLICABLE.format(
+            preset=workspace.preset.name, what="next-token loss for SAEBench's CE and KL scores")
+    elif workspace.config.run_saebench:
         saebench_means, saebench_full = saebench_core(sae, workspace)
         means.update(saebench_means)
         details["saebench"] = saebench_full
@@ -152,12 +160,34 @@ def core_group(sae: SAEBase, workspace) -> tuple[EvalGroup, np.ndarray]:
     return EvalGroup("ok", means, details=details), frequencies
 
 
+def ground_truth_group(sae: SAEBase, workspace) -> EvalGroup:
+    """SAELens's synthetic-data eval against the true features, on the held-out samples the core metrics use, and
+    the same eval of the true dictionary as an SAE (reference_*: the ceiling an idea is measured from). On a
+    language-model preset, skipped: nobody knows its true features."""
+    preset = workspace.preset
+    if not preset.synthetic:
+        return EvalGroup("skipped", reason=f"preset {preset.name} is a language model, whose true features are "
+                                           "unknown; the synthetic presets (synth-cpu, synth-16k) have them")
+    started = time.perf_counter()
+    n_samples, hub = len(workspace.heldout), workspace.config.synthetic_hub
+    means = ground_truth_scores(sae, workspace.model, n_samples, workspace.device)
+    reference = reference_scores(workspace.model, preset, workspace.cache_dir, n_samples, hub)
+    means.update({f"reference_{name}": value for name, value in reference.items()})
+    means["eval_seconds"] = time.perf_counter() - started
+    return EvalGroup("ok", means, details={"definitions": GROUND_TRUTH, "reference": (
+        "the true dictionary as a TopK SAE (encoder and decoder the true feature vectors, k = reference_k, the "
+        "generator's mean L0) scored by the same eval on the same held-out samples")})
+
+
 def interpretability_groups(sae: SAEBase, workspace, run_name: str) -> dict[str, EvalGroup]:
     """SAEBench's interpretability evals, each its own group: sparse probing, TPP, absorption and meta_structure on
     every preset (offline data on the offline one), SCR where its hub data exists.
 
     An exception inside one eval becomes that group's failure with its reason: the run keeps every other result.
     run_name makes the SAE's name unique to its run (SAEBench caches some results by SAE name)."""
+    if workspace.preset.synthetic:
+        reason = NOT_APPLICABLE.format(preset=workspace.preset.name, what="text for SAEBench's {} eval")
+        return {name: EvalGroup("skipped", reason=reason.format(name)) for name in INTERPRETABILITY_EVALS}
     if not workspace.config.run_interp_evals:
         reason = "run_interp_evals = false in the configuration"
         return {name: EvalGroup("skipped", reason=reason) for name in INTERPRETABILITY_EVALS}

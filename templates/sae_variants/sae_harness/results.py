@@ -20,7 +20,7 @@ import numpy as np
 
 from .autointerp_contexts import write_autointerp_contexts
 from .config import BASELINE_ONLY
-from .evaluation import core_group, interpretability_groups
+from .evaluation import core_group, ground_truth_group, interpretability_groups
 from .saelens_export import export_saelens, verify_saelens_export
 from .settings import given_settings, settings_group
 
@@ -85,7 +85,8 @@ def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started
     out_dir.mkdir(parents=True, exist_ok=True)
     config = workspace.config
     core, frequencies = core_group(sae, workspace)
-    groups = {"core": core, **interpretability_groups(sae, workspace, out_dir.name)}
+    groups = {"core": core, "ground_truth": ground_truth_group(sae, workspace),
+              **interpretability_groups(sae, workspace, out_dir.name)}
     facts = dict(facts)
     log_rows = facts.pop("log")
     # After the evaluations, so that a field read only when the SAE encodes held-out text counts as read.
@@ -120,7 +121,8 @@ def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started
 
     atomic_write_text(out_dir / "training_log.jsonl", "".join(json.dumps(row) + "\n" for row in log_rows))
     atomic_save_npy(out_dir / "feature_frequencies.npy", frequencies)
-    write_autointerp_contexts(sae, workspace, out_dir)
+    if not workspace.preset.synthetic:  # autointerp explains text; synthetic samples have none
+        write_autointerp_contexts(sae, workspace, out_dir)
     metadata = {"variant": recorded["choices"].get("variant", type(sae).__name__), "sae_class": type(sae).__name__,
                 "training_tokens": facts["training_tokens"], "settings": {**recorded["means"], **recorded["choices"]}}
     export = export_saelens(sae, out_dir / "sae", config.preset_value("context_length", workspace.device), metadata)

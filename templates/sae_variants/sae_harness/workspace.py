@@ -1,4 +1,7 @@
-"""Everything a run needs before training: device, model, training and held-out activations, normalisation."""
+"""Everything a run needs before training: device, model, training and held-out activations, normalisation.
+
+The model is the language model, or on a synthetic preset the synthetic model whose samples are the activations
+(sae_harness/synthetic.py); either way its activations are cached once and read back by later runs."""
 
 import dataclasses
 import logging
@@ -14,6 +17,7 @@ from .config import ExperimentConfig
 from .lm import load_model
 from .presets import Preset
 from .sae_base import HookSpec, SAEBase
+from .synthetic import SyntheticSource, load_synthetic_model, split_key
 
 log = logging.getLogger(__name__)
 NORM_SAMPLE_TOKENS = 20_000
@@ -31,7 +35,7 @@ class Workspace:
     device: str
     cache_dir: Path
     loaded_model: object | None
-    """The language model, or None until a step needs it (see model)."""
+    """The language model (a SyntheticModel on a synthetic preset), or None until a step needs it (see model)."""
     train: object
     """CachedActivations or StreamedActivations of the training split."""
     heldout: torch.Tensor
@@ -48,7 +52,9 @@ class Workspace:
         """The language model, loaded on first use: a run whose activations are all cached needs it only for the
         evaluations that run it (SAEBench), so runs 2..n of an idea skip the load when those are off."""
         if self.loaded_model is None:
-            self.loaded_model = load_model(self.preset, self.device, self.cache_dir)
+            self.loaded_model = (
+                load_synthetic_model(self.preset, self.cache_dir, self.device, self.config.synthetic_hub)
+                if self.preset.synthetic else load_model(self.preset, self.device, self.cache_dir))
         return self.loaded_model
 
     @property
@@ -61,19 +67,27 @@ class Workspace:
         preset = config.preset_spec
         device = config.resolved_device()
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-        context = config.preset_value("context_length", device)
-        lm_batch = config.preset_value("lm_batch_prompts", device)
-        keys = {split: ActivationKey(preset.model_name, preset.hook_name, preset.corpus, split, n_tokens, context,
-                                     str(preset.torch_dtype(device)))
-                for split, n_tokens in (("train", config.training_tokens), ("heldout", config.heldout_tokens))}
-        all_cached = all(cache_path(cache_dir, key).exists() for key in keys.values())
-        model = None if all_cached else load_model(preset, device, cache_dir)
-        sources = {split: ActivationSource(model, key, preset.layer, lm_batch, cache_dir)
-                   for split, key in keys.items()}
-        train = cached_or_streamed(sources["train"], cache_dir, config.cache_max_gb, preset.d_model)
-        heldout = cached_or_streamed(sources["heldout"], cache_dir, float("inf"), preset.d_model).all()
-        return cls(config, preset, device, cache_dir, model, train, heldout, activation_scale(train, config.seed),
-                   time.perf_counter() - started)
+        sizes = {"train": config.training_tokens, "heldout": config.heldout_tokens}
+        workspace = cls(config, preset, device, cache_dir, None, None, None, 1.0, 0.0)
+        if preset.synthetic:
+            sources = {split: SyntheticSource(lambda: workspace.model,
+                                              split_key(preset, split, n, config.synthetic_hub))
+                       for split, n in sizes.items()}
+        else:
+            context = config.preset_value("context_length", device)
+            lm_batch = config.preset_value("lm_batch_prompts", device)
+            keys = {split: ActivationKey(preset.model_name, preset.hook_name, preset.corpus, split, n, context,
+                                         str(preset.torch_dtype(device)))
+                    for split, n in sizes.items()}
+            if not all(cache_path(cache_dir, key).exists() for key in keys.values()):
+                workspace.loaded_model = load_model(preset, device, cache_dir)
+            sources = {split: ActivationSource(workspace.loaded_model, key, preset.layer, lm_batch, cache_dir)
+                       for split, key in keys.items()}
+        workspace.train = cached_or_streamed(sources["train"], cache_dir, config.cache_max_gb, preset.d_model)
+        workspace.heldout = cached_or_streamed(sources["heldout"], cache_dir, float("inf"), preset.d_model).all()
+        workspace.scale = activation_scale(workspace.train, config.seed)
+        workspace.setup_seconds = time.perf_counter() - started
+        return workspace
 
     def for_seed(self, seed: int) -> "Workspace":
         """This workspace as a run with config.seed = seed prepares it (the same activations and model; the scale and
