@@ -2,6 +2,9 @@
 #   make demo       the research loop on the offline default: a scripted coder takes one TopK idea through
 #                   real edits and real runs of Gemma 3 270M activations on the CPU, then writes, compiles and
 #                   reviews the paper (paper.pdf, review.json) and lists it in results/sae_variants/index.html
+#   make demo-synth the same loop on the ground-truth preset synth-cpu (a synthetic model with known features, no
+#                   language model): a scripted TopK-at-the-true-L0 idea scored by F1 and MCC against the true
+#                   features, with the true dictionary's scores as the reference line, in a few minutes
 #   make test       the test suite, offline, on the CPU
 #   make setup      only create the environments (the orchestrator's and each template's) and install the Debian
 #                   packages (does nothing when they are in place)
@@ -25,7 +28,7 @@ DEBIAN_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-re
 DEBIAN_COMMANDS := pdflatex bibtex chktex pdftotext chromium bwrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup debian baseline clean-baseline
+.PHONY: demo demo-synth test setup debian baseline clean-baseline
 
 debian:
 	@missing=""; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
@@ -54,6 +57,10 @@ baseline: setup
 
 demo: setup
 	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2
+
+demo-synth: setup
+	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2 --preset synth-cpu \
+		--demo-script demo/synth_script.json
 
 test: setup
 	$(ORCH_PY) -m ruff check .

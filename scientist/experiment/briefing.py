@@ -49,8 +49,9 @@ def _judged(change: MetricChange, registry: MetricRegistry, frontier: Frontier |
 
 def _frontier_table(frontier: Frontier, baseline: Mapping, registry: MetricRegistry) -> list[str]:
     """The baseline and its frontier points by x, with the key metrics judged along the frontier (all of those
-    metrics where none is key)."""
-    judged = [m for m in registry.key_metrics if m.frontier] or [m for m in registry.metrics if m.frontier]
+    metrics where none is key) that the baseline records."""
+    recorded = [m for m in registry.metrics if m.frontier and mean_of(baseline, m.key) is not None]
+    judged = [m for m in recorded if m.key_metric] or recorded
     points = [(mean_of(info, frontier.x), info is baseline, info) for info in (baseline, *frontier.points)]
     points.sort(key=lambda point: (point[0] is None, point[0] or 0.0))
     heading = (x_label(frontier, registry), *(m.display or m.key for m in judged), "")

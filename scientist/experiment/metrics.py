@@ -258,8 +258,9 @@ def _facts_lines(rest: list[MetricChange]) -> list[str]:
 
 
 def frontier_rule_text(frontier: Frontier | None, baseline: Mapping, registry: MetricRegistry) -> str:
-    """The frontier half of the rule in one sentence ("" where the template has no frontier)."""
-    judged = [metric for metric in registry.metrics if metric.frontier]
+    """The frontier half of the rule in one sentence ("" where the template has no frontier), naming the frontier
+    metrics the baseline records (a preset without a language model has no CE score to judge)."""
+    judged = [metric for metric in registry.metrics if metric.frontier and mean_of(baseline, metric.key) is not None]
     if frontier is None or not judged:
         return ""
     x_name = x_label(frontier, registry)

@@ -363,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.features < 1 or (args.heldout_tokens is not None and args.heldout_tokens < 256):
             raise DashboardError("use --features 1 or more and --heldout-tokens 256 or more")
         config = load_config(TEMPLATE_DIR / "config.toml")
+        if config.preset_spec.synthetic:  # no text to show: the features are matched to the known true ones
+            from .dashboard_synthetic import main_synthetic
+
+            return main_synthetic(args.run, config, args.features, args.heldout_tokens)
         from .lm import load_model
         from .workspace import default_cache_dir
 

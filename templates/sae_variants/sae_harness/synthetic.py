@@ -200,6 +200,8 @@ def true_dictionary_sae(model):
     cfg = model.cfg
     sae = TopKSAE(TopKSAEConfig(d_in=cfg.hidden_dim, d_sae=cfg.num_features, k=k, device=str(model.device)))
     init_sae_to_match_feature_dict(sae, model.feature_dict)
+    # SAELens leaves W_dec a transposed (non-contiguous) copy, which safetensors refuses to save.
+    sae.W_dec.data = sae.W_dec.data.contiguous()
     sae.b_dec.copy_(model.feature_dict.bias)
     return sae
 
