@@ -111,12 +111,14 @@ def _reference_row(runs: list[FinishedRun], metrics: list[Metric]) -> list[str]:
 
 
 def _reference_sentence(registry: MetricRegistry, metrics: list[Metric]) -> str:
-    described = {metric.reference: registry.lookup(*metric.reference.split(".", 1)).description
-                 for metric in metrics if metric.reference}
-    if not described:
-        return ""
-    return ("The reference row gives " + "; ".join(f"{escape_latex(key)}: {escape_latex(text)}"
-                                                  for key, text in described.items()) + ". ")
+    """What the reference row is, each description once with the columns it serves."""
+    columns: dict[str, list[str]] = {}
+    for metric in metrics:
+        if metric.reference:
+            text = registry.lookup(*metric.reference.split(".", 1)).description
+            columns.setdefault(text, []).append(metric.display or metric.name)
+    return "".join(f"Reference row, {', '.join(escape_latex(c) for c in named)}: {escape_latex(text)}. "
+                   for text, named in columns.items())
 
 
 def _seeds_sentence(runs: list[FinishedRun]) -> str:

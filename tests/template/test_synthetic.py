@@ -97,10 +97,9 @@ def test_a_run_on_the_synthetic_preset_scores_against_the_truth_and_repeats_exac
     assert _scores(json.loads((again / "final_info.json").read_text())) == _scores(info)
 
 
-def test_a_language_model_run_records_why_it_has_no_ground_truth(tiny_run):
+def test_a_language_model_run_has_no_ground_truth_group(tiny_run):
     info = json.loads((tiny_run / "final_info.json").read_text())
-    assert info["ground_truth"]["status"] == "skipped"
-    assert "true features are unknown" in info["ground_truth"]["reason"]
+    assert "ground_truth" not in info and info["core"]["status"] == "ok"
 
 
 def test_the_hub_model_is_only_offered_where_one_is_published():

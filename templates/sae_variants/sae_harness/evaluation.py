@@ -162,12 +162,9 @@ def core_group(sae: SAEBase, workspace) -> tuple[EvalGroup, np.ndarray]:
 
 def ground_truth_group(sae: SAEBase, workspace) -> EvalGroup:
     """SAELens's synthetic-data eval against the true features, on the held-out samples the core metrics use, and
-    the same eval of the true dictionary as an SAE (reference_*: the ceiling an idea is measured from). On a
-    language-model preset, skipped: nobody knows its true features."""
+    the same eval of the true dictionary as an SAE (reference_*: the ceiling an idea is measured from). Synthetic
+    presets only (results.py leaves the group out on a language model, whose true features nobody knows)."""
     preset = workspace.preset
-    if not preset.synthetic:
-        return EvalGroup("skipped", reason=f"preset {preset.name} is a language model, whose true features are "
-                                           "unknown; the synthetic presets (synth-cpu, synth-16k) have them")
     started = time.perf_counter()
     n_samples, hub = len(workspace.heldout), workspace.config.synthetic_hub
     means = ground_truth_scores(sae, workspace.model, n_samples, workspace.device)

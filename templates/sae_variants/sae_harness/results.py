@@ -85,8 +85,8 @@ def write_run(out_dir: Path, workspace, sae, facts: dict, settings, wall_started
     out_dir.mkdir(parents=True, exist_ok=True)
     config = workspace.config
     core, frequencies = core_group(sae, workspace)
-    groups = {"core": core, "ground_truth": ground_truth_group(sae, workspace),
-              **interpretability_groups(sae, workspace, out_dir.name)}
+    truth = {"ground_truth": ground_truth_group(sae, workspace)} if workspace.preset.synthetic else {}
+    groups = {"core": core, **truth, **interpretability_groups(sae, workspace, out_dir.name)}
     facts = dict(facts)
     log_rows = facts.pop("log")
     # After the evaluations, so that a field read only when the SAE encodes held-out text counts as read.

@@ -110,10 +110,11 @@ def load_synthetic_model(preset, cache_dir: Path, device: str, from_hub: bool = 
     if not folder.is_dir():
         if from_hub:
             log.info("Fetching %s from the Hugging Face hub", preset.hub_model)
-            model = SyntheticModel.from_pretrained(preset.hub_model, device="cpu")
+            model = SyntheticModel.from_pretrained(preset.hub_model, device=device)
         else:
+            # On the run's device: orthogonalising synth-16k's dictionary takes about an hour on a CPU.
             log.info("Building the synthetic model %s (once; it is kept in %s)", preset.name, folder)
-            model = SyntheticModel(model_config(preset.name), device="cpu")
+            model = SyntheticModel(model_config(preset.name), device=device)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
         model.save(staging)
