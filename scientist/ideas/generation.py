@@ -32,7 +32,9 @@ class GenerationError(Exception):
     """The template cannot be used for generation; the message names the file and the fix."""
 
 
-def template_prompt(template: Path) -> dict:
+def template_prompt(template: Path, preset: str | None = None) -> dict:
+    """The template's prompt.json; its "presets" table may add a paragraph to the task description for the preset
+    the launch runs (a preset without a language model is scored by other metrics)."""
     path = template / "prompt.json"
     try:
         prompt = json.loads(path.read_text())
@@ -45,6 +47,11 @@ def template_prompt(template: Path) -> dict:
     for key in ("system", "task_description"):
         if not isinstance(prompt.get(key), str) or not prompt[key].strip():
             raise GenerationError(f"{path}: {key} must be a non-empty string")
+    presets = prompt.get("presets", {})
+    if not isinstance(presets, dict) or not all(isinstance(text, str) for text in presets.values()):
+        raise GenerationError(f'{path}: presets must map preset names to text, e.g. {{"synth-cpu": "..."}}')
+    if preset in presets:
+        prompt = {**prompt, "task_description": f"{prompt['task_description']}\n\n{presets[preset]}"}
     return prompt
 
 
@@ -61,10 +68,12 @@ def write_ideas(path: Path, ideas: list[dict]):
 
 
 def generate_ideas(template: Path, out_path: Path, known: list[dict], model: str, ledger: Ledger,
-                   budget: Budget, num_ideas: int, num_reflections: int, max_runs: int | None = None) -> list[dict]:
+                   budget: Budget, num_ideas: int, num_reflections: int, max_runs: int | None = None,
+                   preset: str | None = None) -> list[dict]:
     """Generate up to num_ideas ideas unlike the known ones, writing them to out_path as they come. The prompt says
-    how runs are judged and their budget, from the template's baseline, and max_runs, the runs an idea gets."""
-    prompt = template_prompt(template)
+    how runs are judged and their budget, from the template's baseline, and max_runs, the runs an idea gets; preset
+    is the launch's --preset, whose paragraph of prompt.json the task description gains."""
+    prompt = template_prompt(template, preset)
     code = (template / "experiment.py").read_text()
     judging = {**template_judging_values(template), "max_runs": str(max_runs) if max_runs else "a few"}
     new: list[dict] = []

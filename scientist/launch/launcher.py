@@ -227,7 +227,7 @@ def idea_stage(args: argparse.Namespace, manifest: Manifest, seeds: list[dict], 
     ideas_path = launch_dir / IDEAS_FILE
     ledger = Ledger(launch_dir / "cost_ledger.json")
     ideas = generate_ideas(manifest.path, ideas_path, seeds + read_archive(experiment_results), model, ledger, budget,
-                           args.num_ideas, args.num_reflections, max_runs=args.max_runs)
+                           args.num_ideas, args.num_reflections, max_runs=args.max_runs, preset=args.preset)
     if args.skip_novelty_check:
         log.info("Novelty not checked (--skip-novelty-check): %d idea(s) run with novel: null", len(ideas))
         return ideas

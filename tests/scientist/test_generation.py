@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from scientist.ideas.generation import GenerationError, generate_ideas, read_archive, write_ideas
+from scientist.ideas.generation import GenerationError, generate_ideas, read_archive, template_prompt, write_ideas
 from scientist.llm.ledger import Budget, Ledger
 from scientist.llm.scripted import DEMO_MODEL
 from tests.conftest import TEMPLATE_DIR
@@ -102,3 +102,18 @@ def test_a_template_without_a_task_description_is_refused(template, tmp_path):
     (template / "prompt.json").unlink()
     with pytest.raises(GenerationError, match="prompt.json: missing"):
         generate(template, tmp_path)
+
+
+def test_a_preset_without_a_language_model_tells_the_idea_generator_how_it_is_scored():
+    plain = template_prompt(TEMPLATE_DIR)
+    synthetic = template_prompt(TEMPLATE_DIR, "synth-cpu")
+    assert synthetic["task_description"].startswith(plain["task_description"])
+    added = synthetic["task_description"][len(plain["task_description"]):]
+    assert "ground_truth.f1" in added and "true features" in added and "not recorded" in added
+    assert template_prompt(TEMPLATE_DIR, "gemma-3-270m") == plain
+
+
+def test_a_malformed_presets_table_is_named(tmp_path):
+    (tmp_path / "prompt.json").write_text(json.dumps({"system": "s", "task_description": "t", "presets": ["x"]}))
+    with pytest.raises(GenerationError, match="presets must map preset names to text"):
+        template_prompt(tmp_path)
