@@ -67,3 +67,17 @@ def test_a_hub_corpus_is_copied_once_then_read_without_the_hub(tmp_path, monkeyp
     heldout = list(corpus.documents(str(source), "heldout", cache))
     assert sorted(train + heldout) == sorted(copied)
     assert all(corpus.is_heldout(text) for text in heldout) and not any(corpus.is_heldout(text) for text in train)
+
+
+def test_the_full_size_synthetic_preset_points_to_the_cpu_one_and_its_hub_model_must_be_fetched(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAE_PRESET", "synth-16k")
+    monkeypatch.setenv("SAE_DEVICE", "cpu")
+    monkeypatch.setenv("SAE_SYNTHETIC_HUB", "true")
+    monkeypatch.setenv("SAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = check(CONFIG)
+    assert report["hub"] == ["decoderesearch/synth-sae-bench-16k-v1"]
+    gpu, hub = report["problems"]
+    assert gpu.startswith("preset synth-16k is sized for a GPU") and "--preset synth-cpu" in gpu
+    assert "synthetic_hub = true but decoderesearch/synth-sae-bench-16k-v1 is not in" in hub
+    assert "--prefetch" in hub and "synthetic_hub = false" in hub

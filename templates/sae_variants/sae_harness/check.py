@@ -44,7 +44,7 @@ def check(config_path: Path = CONFIG, prefetch: bool = False) -> dict:
         report["problems"].append(
             f"preset {config.preset} is sized for a GPU ({config.training_tokens:,} training tokens of "
             f"{spec.model_name}) and {'device = cpu was chosen' if gpu else 'torch sees no CUDA GPU'}; run it on a "
-            "GPU machine, or choose --preset gemma-3-270m (the offline CPU default)")
+            f"GPU machine, or choose --preset {'synth-cpu' if spec.synthetic else 'gemma-3-270m'} (sized for a CPU)")
     if spec.loader == "hub":
         report["hub"] = [spec.model_name, spec.corpus]
         report["problems"] += _hub_model_problems(spec, prefetch)
