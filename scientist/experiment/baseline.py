@@ -71,7 +71,10 @@ def ensure_baseline(manifest: Manifest, timeout_s: float, environ: Mapping[str, 
     recorded = _recorded_fingerprint(run_0)
     if run_0.exists() and (recorded is None or _identity(recorded) != current):
         reasons = fingerprint_changes(recorded, current) if recorded else ["it has no " + FINGERPRINT_FILE]
-        stale = run_0.with_name(f"run_0.stale-{time.strftime('%Y%m%d_%H%M%S')}")
+        stamp = time.strftime('%Y%m%d_%H%M%S')
+        # Launches that switch presets back and forth may move two baselines aside within one second.
+        stale = next(path for n in range(1000) if not (path := run_0.with_name(
+            f"run_0.stale-{stamp}" + (f"-{n}" if n else ""))).exists())
         run_0.rename(stale)
         log.warning("%s was made by other code or settings (%s); moved to %s and rebuilt.", run_0,
                     "; ".join(reasons), stale.name)
