@@ -9,7 +9,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-KILL_ROUNDS = 40  # of 50 ms each: a process-limited cgroup is emptied in a few
+# Rounds of KILL_ROUND_S: a process-limited cgroup is emptied in a few. Short rounds, because a finished run's last
+# processes usually leave within milliseconds, and the paper's TeX tools start a sandboxed run for every pass.
+KILL_ROUNDS = 200
+KILL_ROUND_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class RunCgroup:
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
+            time.sleep(KILL_ROUND_S)
         left = self.pids()
         if not left:
             for directory in self.created:

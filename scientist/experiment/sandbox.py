@@ -1,5 +1,7 @@
 """The sandbox a run of LLM-written code goes in: bubblewrap for isolation (no network, a read-only file system but for
-the idea folder, a pid namespace), cgroups and rlimits for resources, and an environment without secrets.
+the idea folder, a pid namespace), cgroups and rlimits for resources, and an environment without secrets. A policy
+may show the command only some of the host's file system (SandboxPolicy.exposed): the TeX tools see the system and
+the TeX installation, not the user's files.
 
 Where bubblewrap cannot run (or SCIENTIST_SANDBOX=limits-only) the run keeps its limits and clean environment, and
 its report says what it lacked. Linux only.
@@ -72,8 +74,11 @@ class SandboxPolicy:
     max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES
     """Largest file the command may write (RLIMIT_FSIZE)."""
     readable: tuple[Path, ...] = ()
-    """Paths under /tmp the command must still read (its interpreter's environment): the private /tmp hides the
-    host's, and the rest of the file system is read-only anyway."""
+    """Paths the command must still read, read-only: under /tmp (the private /tmp hides the host's), or outside
+    `exposed` (its interpreter's environment, a tool's input file)."""
+    exposed: tuple[Path, ...] | None = None
+    """The only parts of the host's file system the command sees, read-only, besides the paths above (a missing one
+    is left out, a symlink stays a symlink); None: the whole file system, read-only."""
     settings_prefix: str = ""
     """Variables with this prefix are the template's settings and pass even when their names look secret."""
 
@@ -81,6 +86,11 @@ class SandboxPolicy:
         object.__setattr__(self, "workdir", Path(self.workdir).resolve())
         object.__setattr__(self, "writable", tuple(Path(path).resolve() for path in self.writable))
         object.__setattr__(self, "readable", tuple(Path(path).absolute() for path in self.readable))
+        if self.exposed is not None:
+            object.__setattr__(self, "exposed", tuple(map(Path, self.exposed)))
+            relative = [str(path) for path in self.exposed if not path.is_absolute()]
+            if relative:
+                raise ValueError(f"exposed paths must be absolute: {', '.join(relative)}")
         if not self.workdir.is_dir():
             raise ValueError(f"workdir {self.workdir} is not a directory")
         for kind, paths in (("writable", self.writable), ("readable", self.readable)):
@@ -155,9 +165,20 @@ def _bubblewrap_command(cmd: list[str], policy: SandboxPolicy) -> list[str]:
     binds += [arg for path in (policy.workdir, *policy.writable) for arg in ("--bind", str(path), str(path))]
     # --dev gives a minimal /dev; CUDA needs the NVIDIA devices too.
     gpus = [arg for device in sorted(glob.glob("/dev/nvidia*")) for arg in ("--dev-bind", device, device)]
-    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,
+    return ["bwrap", *_root(policy.exposed), "--dev", "/dev", *gpus, "--proc", "/proc", "--tmpfs", "/tmp", *binds,
             "--unshare-pid", "--unshare-net", "--die-with-parent", "--new-session", "--chdir", str(policy.workdir),
             "--", *cmd]
+
+
+def _root(exposed: tuple[Path, ...] | None) -> list[str]:
+    """The host's file system as the command sees it: all of it, or only the exposed paths, read-only."""
+    if exposed is None:
+        return ["--ro-bind", "/", "/"]
+    # A link stays a link (/bin -> usr/bin on a merged /usr), so its target is not mounted twice; a path this machine
+    # lacks (/lib32, a tool's settings file) is skipped by bwrap itself.
+    return [arg for path in exposed
+            for arg in (("--symlink", os.readlink(path), str(path)) if path.is_symlink()
+                        else ("--ro-bind-try", str(path), str(path)))]
 
 
 def _rlimits(policy: SandboxPolicy, cgroup: RunCgroup) -> list[tuple[int, int, int]]:
@@ -323,6 +344,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="largest file it may write (default %(default)s)")
     parser.add_argument("--writable", type=Path, nargs="+", action="extend", default=[], metavar="PATH",
                         help="more paths CMD may write")
+    parser.add_argument("--expose", type=Path, nargs="+", action="extend", metavar="PATH",
+                        help="show CMD only these paths of the host, read-only, instead of the whole file system")
     return parser
 
 
@@ -336,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the command after --")
     try:
         policy = SandboxPolicy(args.dir, tuple(args.writable), args.memory_mb * MB or None, args.cpu_seconds or None,
-                               args.max_processes or None, args.max_file_mb * MB or None)
+                               args.max_processes or None, args.max_file_mb * MB or None,
+                               exposed=tuple(args.expose) if args.expose else None)
     except ValueError as error:
         parser.error(str(error))
     sys.stderr.flush()

@@ -153,12 +153,21 @@ def _papers_text(papers: list[Paper]) -> str:
         return render("novelty_no_results").strip()
     return "\n".join(
         render(
-            "novelty_paper", index=index, title=paper.title or UNKNOWN, year=paper.year or UNKNOWN,
-            venue=paper.venue or UNKNOWN, citations=UNKNOWN if paper.citations is None else paper.citations,
-            abstract=_trimmed(paper.abstract) or UNKNOWN,
+            "novelty_paper", index=index, title=_quoted(paper.title), year=_number(paper.year),
+            venue=_quoted(paper.venue), citations=_number(paper.citations), abstract=_quoted(_trimmed(paper.abstract)),
         )
         for index, paper in enumerate(papers, start=1)
     )
+
+
+def _quoted(text: str) -> str:
+    """The service's text as a JSON string, which nothing inside it can close: the prompt says it is quoted data."""
+    return json.dumps(text, ensure_ascii=False) if text else UNKNOWN
+
+
+def _number(value) -> int | str:
+    # The services' JSON is trusted for nothing: a year or a count that is not a number is not shown.
+    return value if isinstance(value, int) and not isinstance(value, bool) else UNKNOWN
 
 
 def _trimmed(text: str, limit: int = ABSTRACT_CHARS) -> str:

@@ -44,6 +44,7 @@ GRAPHICS_EXTENSIONS = (".pdf", ".png", ".jpg", ".jpeg")  # what pdflatex's graph
 BIB_MAX_AUTHORS = 10  # more become "and others" (et al.)
 KEY_SKIPPED_WORDS = frozenset({"a", "an", "the", "on", "of", "in", "for", "and", "to", "with", "from", "by"})
 URL_PATTERN = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+YEAR_PATTERN = re.compile(r"[0-9]{1,4}")
 
 
 # --- the results table ---
@@ -262,12 +263,18 @@ def _first_author_name(authors: list[str]) -> str:
     return "".join(ascii_words(last)) or "anon"
 
 
+def _year(paper: dict) -> str:
+    """The record's year when it is one: the services' JSON could put any text there, and the year goes into the cite
+    key and references.bib unescaped."""
+    year = str(paper.get("year") or "")
+    return year if YEAR_PATTERN.fullmatch(year) else ""
+
+
 def _cite_key(paper: dict) -> str:
     """Last name of the first author, year, first word of the title that is not a little word: bricken2023towards."""
     words = ascii_words(paper.get("title") or "")
     first_word = next((word for word in words if word not in KEY_SKIPPED_WORDS), words[0] if words else "untitled")
-    year = str(paper["year"]) if paper.get("year") else ""
-    return f"{_first_author_name(paper.get('authors') or [])}{year}{first_word}"
+    return f"{_first_author_name(paper.get('authors') or [])}{_year(paper)}{first_word}"
 
 
 def _unique_key(key: str, taken: dict) -> str:
@@ -288,7 +295,7 @@ def _bib_entry(key: str, paper: dict) -> str:
     fields = {
         "title": "{" + escape_latex(paper["title"]) + "}",  # double braces keep the title's capitals
         "author": " and ".join(authors),
-        "year": str(paper.get("year") or ""),
+        "year": _year(paper),
         "journal": venue,
         "url": url if URL_PATTERN.fullmatch(url) else "",
     }

@@ -4,21 +4,22 @@ The coder writes prose into one file per section (SECTIONS). Everything else is 
 the results table from each run's final_info.json (so that no number in it can be misquoted), the figures from
 the idea's plots, and references.bib from the literature search's Paper records only (so that no reference can
 be invented). Build errors and check findings come back as LatexProblem records that name the file and line the
-coder should fix.
+coder should fix. Every build starts with latex_guard's check of the sources and runs its tools sandboxed
+(tex_tools): section text is LLM-written and must not lead TeX to files outside the latex folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from scientist.paper.latex_guard import refusals
+from scientist.paper.tex_tools import run_tool
 from scientist.store.files import atomic_write_text
 
 SECTIONS = ("title", "abstract", "introduction", "background", "method", "experimental_setup", "results",
@@ -36,8 +37,9 @@ GENERATED_HEADER = "% Written by scientist/paper/ from {source}; edits here are 
 
 PDFLATEX_COMMAND = ("pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", MAIN_FILE)
 BIBTEX_COMMAND = ("bibtex", Path(MAIN_FILE).stem)
-# TeX wraps log lines at 79 characters; unwrapped, a message and its file name stay on one line.
-TEX_ENVIRONMENT = {"max_print_line": "10000", "error_line": "254", "half_error_line": "238"}
+BUILD_TIMEOUT_S = 120.0  # each tool run of a build
+# What latex_guard checks before a build: every file TeX or BibTeX reads from the latex folder, whoever wrote it.
+GUARDED_SUFFIXES = (".tex", ".bib")
 # Removed before each build: a stale .aux or .bbl left by a broken build can break the next one.
 BUILD_SUFFIXES = (".aux", ".bbl", ".blg", ".log", ".out", ".pdf")
 LOG_TAIL_CHARS = 3000
@@ -145,15 +147,6 @@ def tools_missing() -> list[str]:
 
 # --- the build ---
 
-def _run_tool(command: tuple[str, ...], latex_dir: Path, timeout_s: float) -> subprocess.CompletedProcess | None:
-    """The finished process, or None when it ran past timeout_s (it is killed)."""
-    try:
-        return subprocess.run(command, cwd=latex_dir, env={**os.environ, **TEX_ENVIRONMENT}, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, errors="replace", timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return None
-
-
 def _build_file(latex_dir: Path, suffix: str) -> Path:
     """What pdflatex and bibtex write beside paper.tex: paper.log, paper.aux, paper.pdf, ..."""
     return latex_dir / Path(MAIN_FILE).with_suffix(suffix)
@@ -223,11 +216,22 @@ def _log_warnings(log: str, latex_dir: Path) -> list[LatexProblem]:
     return problems
 
 
+def _refused(latex_dir: Path) -> list[LatexProblem]:
+    """latex_guard's refusals, in every file of latex_dir that TeX or BibTeX reads."""
+    problems = []
+    for path in sorted(latex_dir.rglob("*")):
+        if path.suffix in GUARDED_SUFFIXES and path.is_file():
+            name = path.relative_to(latex_dir).as_posix()
+            problems += [LatexProblem(name, refusal.line, refusal.message)
+                         for refusal in refusals(read_source(path), prose=name.startswith(f"{SECTIONS_DIR}/"))]
+    return problems
+
+
 def _pdflatex(latex_dir: Path, timeout_s: float) -> CompileResult | None:
     """One pdflatex pass; None when it succeeded."""
-    done = _run_tool(PDFLATEX_COMMAND, latex_dir, timeout_s)
+    done = run_tool(PDFLATEX_COMMAND, latex_dir, timeout_s)
     log = read_source(_build_file(latex_dir, ".log"))
-    if done is None:
+    if done.returncode is None:
         return _failed([LatexProblem(MAIN_FILE, None, f"pdflatex ran past {timeout_s:g} s and was stopped "
                                                       "(a macro that calls itself?)")], log)
     if done.returncode != 0 or not _build_file(latex_dir, ".pdf").exists():
@@ -245,8 +249,8 @@ def _bibliography(latex_dir: Path, timeout_s: float) -> CompileResult | None:
                                                       "hold \\end{document}?")], aux)
     if r"\citation{" not in aux:
         return None
-    done = _run_tool(BIBTEX_COMMAND, latex_dir, timeout_s)
-    if done is None:
+    done = run_tool(BIBTEX_COMMAND, latex_dir, timeout_s)
+    if done.returncode is None:
         return _failed([LatexProblem(BIB_FILE, None, f"bibtex ran past {timeout_s:g} s and was stopped")], "")
     problems = [LatexProblem(m["file"], int(m["line"]), m["message"].strip())
                 for m in _BIBTEX_ERROR.finditer(done.stdout)]
@@ -260,13 +264,17 @@ def _bibliography(latex_dir: Path, timeout_s: float) -> CompileResult | None:
     return None
 
 
-def compile_pdf(latex_dir: Path, timeout_s: float = 120, check_only: bool = False) -> CompileResult:
-    """pdflatex, bibtex when anything is cited, pdflatex twice; every tool under timeout_s. On success the PDF is
-    copied to the idea folder (latex_dir/../paper.pdf).
+def compile_pdf(latex_dir: Path, timeout_s: float = BUILD_TIMEOUT_S, check_only: bool = False) -> CompileResult:
+    """latex_guard's check of the sources, then pdflatex, bibtex when anything is cited, pdflatex twice; every tool
+    sandboxed and under timeout_s. On success the PDF is copied to the idea folder (latex_dir/../paper.pdf); on
+    failure the copy there is the last one that compiled.
 
-    check_only: one pdflatex pass, which finds every LaTeX error (what an edit needs to know), and no PDF copied;
-    references are not resolved yet then, so no warnings are returned."""
+    check_only: the check and one pdflatex pass, which finds every LaTeX error (what an edit needs to know), and no
+    PDF copied; references are not resolved yet then, so no warnings are returned."""
     latex_dir = Path(latex_dir)
+    refused = _refused(latex_dir)
+    if refused:
+        return _failed(refused, "")
     for suffix in BUILD_SUFFIXES:
         _build_file(latex_dir, suffix).unlink(missing_ok=True)
     if check_only:
@@ -286,15 +294,15 @@ class PassedChecks:
     """The sources of every check-only compile that passed, by digest, in a JSON file (the idea's
     logs/latex_checks.json): a resumed idea replaying its write-up does not compile again what compiled before."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, timeout_s: float = BUILD_TIMEOUT_S):
+        self.path, self.timeout_s = path, timeout_s
         self.digests: set[str] = set(json.loads(path.read_text())) if path.exists() else set()
 
     def compile(self, latex_dir: Path) -> CompileResult:
         digest = sources_digest(latex_dir)
         if digest in self.digests:
             return CompileResult(True, None, [], "")
-        result = compile_pdf(latex_dir, check_only=True)
+        result = compile_pdf(latex_dir, self.timeout_s, check_only=True)
         if result.ok:
             self.digests.add(digest)
             atomic_write_text(self.path, json.dumps(sorted(self.digests)))

@@ -4,10 +4,11 @@ labels and section titles that do not resolve or appear twice. Each finding name
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 from scientist.paper.latex import BIB_FILE, MAIN_FILE, SECTIONS, SECTIONS_DIR, LatexProblem, read_source, source_files
+from scientist.paper.latex_guard import without_comments
+from scientist.paper.tex_tools import run_tool
 
 GRAPHICS_EXTENSIONS = (".pdf", ".png", ".jpg", ".jpeg")  # what pdflatex's graphicx tries for a name without one
 CHKTEX_TIMEOUT_S = 30
@@ -25,7 +26,6 @@ CHKTEX_NOISE = {
 _CHKTEX_FORMAT = "%f:%l:%n:%k:%m\n"
 _CHKTEX_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<number>\d+):(?P<kind>\w+):(?P<message>.*)$")
 
-_COMMENT = re.compile(r"(?<!\\)((?:\\\\)*)%.*")
 _CITE = re.compile(r"\\(?:[cC]ite(?:p|t|alp|alt|author|year|yearpar|num)?|nocite)\*?(?:\s*\[[^\]]*\]){0,2}"
                    r"\s*\{(?P<args>[^}]*)\}")
 _REF = re.compile(r"\\(?:ref|eqref|pageref|autoref|nameref|cref|Cref)\*?\s*\{(?P<args>[^}]*)\}")
@@ -46,9 +46,9 @@ def chktex(latex_dir: Path) -> list[LatexProblem]:
         section = f"{SECTIONS_DIR}/{name}.tex"
         if not (latex_dir / section).exists():
             continue
-        done = subprocess.run(["chktex", "-q", "-I0", "-f", _CHKTEX_FORMAT, section], cwd=latex_dir,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                              timeout=CHKTEX_TIMEOUT_S)
+        done = run_tool(["chktex", "-q", "-I0", "-f", _CHKTEX_FORMAT, section], latex_dir, CHKTEX_TIMEOUT_S)
+        if done.returncode is None:
+            problems.append(LatexProblem(section, None, f"chktex ran past {CHKTEX_TIMEOUT_S} s and was stopped"))
         for match in map(_CHKTEX_LINE.match, done.stdout.splitlines()):
             if match and int(match["number"]) not in CHKTEX_NOISE:
                 problems.append(LatexProblem(match["file"], int(match["line"]),
@@ -96,8 +96,7 @@ def check_paper(latex_dir: Path) -> list[LatexProblem]:
     """Citations without a references.bib entry, figures without a file, references without a label, and
     duplicate section titles, labels and figure files."""
     latex_dir = Path(latex_dir)
-    sources = {name: "\n".join(_COMMENT.sub(r"\1", line) for line in read_source(latex_dir / name).splitlines())
-               for name in source_files(latex_dir)}
+    sources = {name: without_comments(read_source(latex_dir / name)) for name in source_files(latex_dir)}
     bib_keys = {m["key"] for m in _BIB_KEY.finditer(read_source(latex_dir / BIB_FILE))}
     labels = _uses(sources, _LABEL, split=False)
     label_names = {name for _, _, name in labels}

@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import shutil
-import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from scientist.ideas.idea_files import extract_json
 from scientist.llm.client import complete
 from scientist.llm.ledger import Budget, Ledger
 from scientist.llm.prompts import render
+from scientist.paper.tex_tools import run_tool
 from scientist.store.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -64,15 +65,16 @@ def pdf_text(pdf: Path) -> str:
                           "poppler-utils (apt-get install poppler-utils, or `make setup`).")
     if not pdf.is_file():
         raise ReviewError(f"{pdf}: no such PDF file")
-    try:
-        result = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
-                                timeout=PDFTOTEXT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ReviewError(f"{pdf}: pdftotext did not finish within {PDFTOTEXT_TIMEOUT_S} s") from None
+    # Sandboxed like the build: the PDF came from LLM-written TeX. It works in an empty folder of its own.
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run_tool(["pdftotext", "-layout", str(pdf.resolve()), "-"], Path(workdir), PDFTOTEXT_TIMEOUT_S,
+                          readable=[pdf.resolve()])
+    if result.returncode is None:
+        raise ReviewError(f"{pdf}: pdftotext did not finish within {PDFTOTEXT_TIMEOUT_S} s")
     if result.returncode != 0:
-        reason = result.stderr.decode(errors="replace").strip() or "no message"
+        reason = result.stderr.strip() or "no message"
         raise ReviewError(f"{pdf}: pdftotext cannot read it (exit code {result.returncode}): {reason}")
-    text = result.stdout.decode(errors="replace")
+    text = result.stdout
     if not text.strip():
         raise ReviewError(f"{pdf}: the PDF holds no text that pdftotext can extract (are its pages images?)")
     return text

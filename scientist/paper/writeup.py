@@ -4,9 +4,11 @@ The idea folder gets latex/ from the template. Code writes the results table (fr
 the figure includes (from the plots) and references.bib (only from literature-search records: with no search
 there are no references). The coder (aider) then fills one section file at a time and refines each once. After
 every edit the paper is compiled: LaTeX errors go back to the coder, and a section that still does not compile is
-reverted to its last compiling version, so a PDF is always produced. chktex and the paper checks (cite keys,
-figures, labels, duplicates) are fed back once; the claim checker's contradictions too, and any that remain are
-flagged in the idea's state.
+reverted to its last compiling version, so a PDF is always produced. Every build starts with latex_guard's check
+(no file outside latex/, no TeX file or shell primitives, listed packages only), whose refusals go back the same
+way, and runs its tools in the sandbox (tex_tools). chktex and the paper checks (cite keys, figures, labels,
+duplicates) are fed back once; the claim checker's contradictions too, and any that remain are flagged in the
+idea's state.
 """
 
 import json
@@ -21,7 +23,7 @@ from scientist.llm.ledger import Budget, Ledger
 from scientist.llm.prompts import PROMPTS_DIR, render
 from scientist.paper.claims import contradictions_by_file
 from scientist.paper.generated import write_appendix, write_bibliography, write_figures, write_results_table
-from scientist.paper.latex import SECTIONS, LatexProblem, PassedChecks, compile_pdf, copy_template
+from scientist.paper.latex import BUILD_TIMEOUT_S, SECTIONS, LatexProblem, PassedChecks, compile_pdf, copy_template
 from scientist.paper.latex_checks import check_paper, chktex
 from scientist.store.folder import IdeaFolder
 
@@ -44,9 +46,11 @@ class WriteupResult:
 
 class PaperWriter:
     def __init__(self, folder: IdeaFolder, manifest: Manifest, model: str, ledger: Ledger, budget: Budget,
-                 papers: list[dict], sections: tuple[str, ...] = SECTIONS):
-        """`sections`: the ones the coder writes, in order (all by default); the others keep their text."""
+                 papers: list[dict], sections: tuple[str, ...] = SECTIONS, build_timeout_s: float = BUILD_TIMEOUT_S):
+        """`sections`: the ones the coder writes, in order (all by default); the others keep their text.
+        `build_timeout_s`: the limit of each TeX tool run; a section whose build runs past it is fixed or reverted."""
         self.folder, self.idea, self.model, self.ledger, self.budget = folder, folder.idea, model, ledger, budget
+        self.build_timeout_s = build_timeout_s
         self.sections, self.manifest = sections, manifest
         self.latex_dir = copy_template(manifest.path / LATEX_TEMPLATE, folder.path)
         finished = folder.finished_runs()
@@ -61,10 +65,10 @@ class PaperWriter:
         self.tips = {**json.loads((PROMPTS_DIR / "writeup_tips.json").read_text()),
                      **(json.loads(own.read_text()) if own.is_file() else {})}
         self.reverted: list[str] = []
-        self.checks = PassedChecks(folder.path / "logs" / "latex_checks.json")
+        self.checks = PassedChecks(folder.path / "logs" / "latex_checks.json", build_timeout_s)
 
     def write(self) -> WriteupResult:
-        first = compile_pdf(self.latex_dir)
+        first = compile_pdf(self.latex_dir, self.build_timeout_s)
         if not first.ok:
             raise WriteupError(f"{self.latex_dir}: the paper template does not compile:\n"
                                + "\n".join(map(str, first.problems)))
@@ -76,7 +80,7 @@ class PaperWriter:
                                       section_file=self.section_file(section)), f"Paper: {section} refined")
         self.feed_back_checks()
         contradictions = self.feed_back_contradictions()
-        final = compile_pdf(self.latex_dir)
+        final = compile_pdf(self.latex_dir, self.build_timeout_s)
         if not final.ok:
             raise WriteupError(f"{self.latex_dir}: the full build (with bibtex) failed:\n"
                                + "\n".join(map(str, final.problems)))

@@ -39,6 +39,7 @@ class FakeServices:
         self.failures: list[str] = []  # "429", "500", "403", "hang", or "ok" for a normal answer
         self.retry_after = "0"
         self.empty = False
+        self.body: dict | None = None  # answered instead of the canned results when set
         self.requests: list[dict] = []
         self.release = threading.Event()  # lets hanging handlers finish when the test ends
         self.base_url = ""
@@ -59,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         elif failure in ("500", "403"):
             self._answer(int(failure), {"message": "Forbidden" if failure == "403" else "Internal error"})
         else:
-            self._answer(200, (EMPTY_BODIES if services.empty else BODIES)[url.path])
+            self._answer(200, services.body or (EMPTY_BODIES if services.empty else BODIES)[url.path])
 
     def _answer(self, status: int, body: dict, headers: dict | None = None) -> None:
         payload = json.dumps(body).encode()

@@ -168,6 +168,30 @@ def test_a_readable_path_under_tmp_stays_visible_but_read_only(place):
 
 
 @needs_bubblewrap
+def test_an_exposed_policy_shows_only_those_paths_and_the_given_files(place):
+    """What the paper's TeX tools get: the system, not the user's files beside the idea folder."""
+    (place / "secret.txt").write_text("TOPSECRET\n")
+    (place / "figure.txt").write_text("FIGURE\n")
+    policy = SandboxPolicy(place / "idea", exposed=(Path("/usr"), Path("/bin"), Path("/lib"), Path("/lib64"),
+                                                    Path("/no/such/path")), readable=(place / "figure.txt",))
+    script = (f"cat {place}/figure.txt; cat {place}/secret.txt; ls {place}; ls /; "
+              "test -L /bin && echo link || echo folder")
+    with open(place / "stdout.log", "w") as stdout, open(place / "stderr.log", "w") as stderr:
+        report = run_sandboxed(["sh", "-c", script], policy, 20, stdout, stderr, os.environ)
+    out, err = (place / "stdout.log").read_text().split(), (place / "stderr.log").read_text()
+    assert report.exit_code == 0 and report.isolation == "bubblewrap", err
+    assert out[0] == "FIGURE" and "TOPSECRET" not in out and "No such file" in err
+    assert sorted(out[1:3]) == ["figure.txt", "idea"], "beside the idea folder: only what the policy gives"
+    assert set(out[3:-1]) <= {"bin", "dev", "lib", "lib64", "proc", "tmp", "usr", "var"} and "etc" not in out
+    assert out[-1] == ("link" if Path("/bin").is_symlink() else "folder"), "a link stays a link"
+
+
+def test_exposed_paths_must_be_absolute(place):
+    with pytest.raises(ValueError, match="exposed paths must be absolute: usr"):
+        SandboxPolicy(place / "idea", exposed=(Path("usr"),))
+
+
+@needs_bubblewrap
 def test_editing_the_orchestrator_fails(place):
     orchestrator = place / "orchestrator" / "runner.py"
     orchestrator.parent.mkdir()
@@ -308,6 +332,7 @@ def test_cli_prints_the_report_and_exits_with_the_command_code(place, code, time
     (["--dir", ".", "--timeout", "-1", "--", "true"], "not a positive number"),
     (["--dir", "/no/such/folder", "--timeout", "5", "--", "true"], "not a directory"),
     (["--dir", ".", "--timeout", "5", "--memory-mb", "-2", "--", "true"], "negative"),
+    (["--dir", ".", "--timeout", "5", "--expose", "/usr", "usr", "--", "true"], "exposed paths must be absolute: usr"),
 ])
 def test_cli_rejects_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as stopped:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("latex_tools")
 FENCE = "```"
 IDEA = {"Name": "topk_probe", "Title": "A TopK probe", "Experiment": "Swap the ReLU for TopK."}
 NO_CHANGE = "The section is consistent with the notes; no change is needed."
+LOOP_TIMEOUT_S = 8  # each TeX run's limit where a section loops: several times what a pass of this paper takes
 
 
 @pytest.fixture
@@ -51,10 +52,10 @@ def change(section: str, search: str, replace: str) -> str:
             f">>>>>>> REPLACE\n{FENCE}\n")
 
 
-def writer(idea, sections) -> PaperWriter:
+def writer(idea, sections, **options) -> PaperWriter:
     folder, template, _ = idea
     return PaperWriter(folder, load_manifest(template), DEMO_MODEL, Ledger(folder.path / "cost_ledger.json"),
-                       Budget(None), papers=[], sections=sections)
+                       Budget(None), papers=[], sections=sections, **options)
 
 
 def pdf_text(pdf) -> str:
@@ -131,3 +132,32 @@ def test_a_cite_key_that_does_not_exist_is_fed_back_and_removed(idea, scripted):
     assert "madeup2024" in user_prompts(handler)[2]
     assert "madeup2024" not in (folder.path / "latex" / "sections" / "related_work.tex").read_text()
     assert "Earlier work is not cited here." in pdf_text(result.pdf)
+
+
+def test_a_section_that_reads_a_file_outside_latex_goes_back_to_the_coder_and_is_reverted(idea, scripted, tmp_path,
+                                                                                         monkeypatch):
+    folder, _, _ = idea
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRETCREDENTIAL\n")
+    monkeypatch.setenv("FAKE_API_KEY", "sk-fake-0123456789abcdef")
+    handler = scripted([fill(folder, "results", f"\\input{{{secret}}}")] + ["I cannot see the problem."] * FIX_ATTEMPTS
+                       + [NO_CHANGE])
+    result = writer(idea, ("results",)).write()
+    prompts = user_prompts(handler)
+    assert "does not compile" in prompts[1] and "sections/results.tex:3: " in prompts[1]
+    assert "reads a file outside the paper's latex folder" in prompts[1]
+    assert result.reverted_sections == ["results"]
+    assert "TOPSECRETCREDENTIAL" not in pdf_text(result.pdf)
+    assert not any("sk-fake-0123456789abcdef" in str(messages) for messages in handler.prompts)
+
+
+def test_a_tex_loop_is_stopped_and_the_idea_keeps_the_last_pdf_that_compiled(idea, scripted):
+    folder, _, _ = idea
+    template_text = (folder.path / "latex" / "sections" / "method.tex").read_text()
+    handler = scripted([fill(folder, "method", r"\def\spin{\spin}\spin")] + ["I cannot see the problem."] * FIX_ATTEMPTS
+                       + [NO_CHANGE])
+    result = writer(idea, ("method",), build_timeout_s=LOOP_TIMEOUT_S).write()
+    assert f"pdflatex ran past {LOOP_TIMEOUT_S} s and was stopped" in user_prompts(handler)[1]
+    assert result.reverted_sections == ["method"]
+    assert (folder.path / "latex" / "sections" / "method.tex").read_text() == template_text
+    assert result.pdf == folder.path / "paper.pdf" and "Method" in pdf_text(result.pdf)
