@@ -329,18 +329,24 @@ def build_dashboard(run_dir: Path, config: ExperimentConfig, model=None, n_featu
                "sample_seed": seed, "max_token_marker": [MARK_OPEN, MARK_CLOSE],
                "logits": "W_dec[f] @ W_U, the direction centred for LayerNorm models and scaled by ln_final's weight",
                "features": [r.to_json() for r in records]}
-    # Written beside the target and swapped in whole, so a failed build never leaves a half-written dashboard.
+    files = {"index.html": index_page(records, run_name, sae, n_tokens, summary["alive_features"])}
+    for i, record in enumerate(records):
+        prev_id = records[i - 1].id if i > 0 else None
+        next_id = records[i + 1].id if i + 1 < len(records) else None
+        files[f"feature_{record.id}.html"] = feature_page(record, prev_id, next_id, density, n_tokens, run_name)
+    files["features.json"] = json.dumps(summary, indent=2, ensure_ascii=False)
+    files["appendix.tex"] = appendix_tex(summary)
+    return write_site(run_dir, files)
+
+
+def write_site(run_dir: Path, files: dict[str, str]) -> Path:
+    """Write run_dir/dashboard/ with files {name: text}: beside the target first, then swapped in whole, so that a
+    failed build never leaves a half-written dashboard."""
     target = run_dir / "dashboard"
     staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".dashboard-"))
     try:
-        (staging / "index.html").write_text(index_page(records, run_name, sae, n_tokens, summary["alive_features"]))
-        for i, record in enumerate(records):
-            prev_id = records[i - 1].id if i > 0 else None
-            next_id = records[i + 1].id if i + 1 < len(records) else None
-            (staging / f"feature_{record.id}.html").write_text(
-                feature_page(record, prev_id, next_id, density, n_tokens, run_name))
-        (staging / "features.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-        (staging / "appendix.tex").write_text(appendix_tex(summary), encoding="utf-8")
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8")
         os.chmod(staging, 0o755)
         if target.exists():
             shutil.rmtree(target)

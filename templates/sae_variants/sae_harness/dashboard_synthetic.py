@@ -12,10 +12,7 @@ feature_<id>.html, features.json and appendix.tex, plain HTML with inline SVG an
 
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from .dashboard import (
     check_run_matches_config,
     load_run_sae,
     sample_features,
+    write_site,
 )
 from .dashboard_html import density_svg, esc, fmt, histogram_svg, page
 from .dashboard_latex import ROWS_PER_GROUP, dashboard_label, escape_latex, format_number
@@ -248,23 +246,6 @@ def appendix_tex(summary: dict, index_path: str = "dashboard/index.html") -> str
         r"    feature & group & density & true feature & $|\cos|$ & F1 & second ($|\cos|$) \\ \hline", *rows,
         r"  \end{tabular}", f"  \\caption{{{caption}}}", f"  \\label{{{dashboard_label(run)}}}", r"\end{figure}",
     ]) + "\n"
-
-
-def write_site(run_dir: Path, files: dict[str, str]) -> Path:
-    """Write run_dir/dashboard/ with files {name: text}: beside the target first, then swapped in whole, so that a
-    failed build never leaves a half-written dashboard."""
-    target = run_dir / "dashboard"
-    staging = Path(tempfile.mkdtemp(dir=run_dir, prefix=".dashboard-"))
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text, encoding="utf-8")
-        os.chmod(staging, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def build_synthetic_dashboard(run_dir: Path, config, model, samples, n_features: int = N_FEATURES) -> Path:
