@@ -28,6 +28,8 @@ NEUTRAL_SECTIONS = {
     "conclusion": "The runs use one model, one layer, a small budget and a single seed; more seeds come next.",
 }
 TIMING = re.compile(r"seconds|tokens_per_s")
+# One "key value (baseline value)" entry of a notes fact list whose key is a timing.
+TIMING_FACT = re.compile(r"\S*(?:seconds|tokens_per_s)\S* \S+(?: \(baseline \S+\))?,? ?")
 POLL_S = 0.05
 
 
@@ -154,6 +156,13 @@ def kill_when(process: subprocess.Popen, results: Path, point, timeout_s: float 
     pytest.fail(f"kill point not reached in {timeout_s} s: {name}")
 
 
+def notes_without_timings(notes: str) -> list[str]:
+    """The notes' paragraphs with their line wrapping undone and timing entries dropped: a timing's length moves
+    where the lines of a fact list break, so lines cannot be compared one by one."""
+    paragraphs = (" ".join(paragraph.split()) for paragraph in notes.split("\n\n"))
+    return [text for text in (TIMING_FACT.sub("", p) for p in paragraphs) if not TIMING.search(text)]
+
+
 def comparable(folder: Path) -> dict:
     """Everything a resumed idea must have exactly as an uninterrupted one; timings and commit ids aside."""
     state = json.loads((folder / "state.json").read_text())
@@ -172,7 +181,7 @@ def comparable(folder: Path) -> dict:
                  for p in sorted(folder.glob("run_*")) if p.is_dir()},
         "seed_summaries": {p.parent.name: without_timings(json.loads(p.read_text().replace(str(folder), "")))
                            for p in sorted(folder.glob("run_*/seeds.json"))},
-        "notes": [line for line in (folder / "notes.txt").read_text().splitlines() if not TIMING.search(line)],
+        "notes": notes_without_timings((folder / "notes.txt").read_text()),
         "code": {name: (folder / name).read_text() for name in ("experiment.py", "plot.py")},
         "sections": {p.name: p.read_text() for p in sorted((folder / "latex" / "sections").glob("*.tex"))},
         "review": json.loads((folder / "review.json").read_text()),
