@@ -141,15 +141,25 @@ class RunAttempts:
     def run(self, python: Path, run_number: int, code_digest: str, timeout_s: float,
             on_heartbeat: Callable[[str], None] | None = None) -> tuple[ProcessResult, bool]:
         """run_experiment, unless this run of this code is on record; returns (result, whether it was replayed)."""
-        key = f"run_{run_number}:{code_digest}"
-        recorded = self.journal.replay("key", key)
+        recorded = self.recorded(run_number, code_digest)
         if recorded is not None:
-            result = ProcessResult(**recorded["result"])
-            if not result.ok or final_info_path(self.folder, run_number).exists():
-                return result, True
+            return recorded, True
         result = run_experiment(self.manifest, python, self.folder, run_number, timeout_s, on_heartbeat)
-        self.journal.append({"key": key, "run": run_number, "code": code_digest, "result": asdict(result)})
+        self.record(run_number, code_digest, result)
         return result, False
+
+    def recorded(self, run_number: int, code_digest: str) -> ProcessResult | None:
+        """The journaled result of this run of this code: a failure, or a success whose run folder is still here."""
+        entry = self.journal.replay("key", f"run_{run_number}:{code_digest}")
+        if entry is None:
+            return None
+        result = ProcessResult(**entry["result"])
+        return result if not result.ok or final_info_path(self.folder, run_number).exists() else None
+
+    def record(self, run_number: int, code_digest: str, result: ProcessResult) -> None:
+        """Journal a finished run (its run folder already in place when it succeeded)."""
+        self.journal.append({"key": f"run_{run_number}:{code_digest}", "run": run_number, "code": code_digest,
+                             "result": asdict(result)})
 
 
 def final_info_problem(path: Path, schema_path: Path) -> str | None:

@@ -14,6 +14,7 @@ from scientist.ideas.literature import ENGINES
 from scientist.launch.preflight import LaunchError
 from scientist.llm.client import MissingApiKey, configure_offline_litellm
 from scientist.llm.ledger import LedgerError
+from scientist.search.policy import SearchParams
 from scientist.store.folder import FolderError
 from scientist.store.journal import JournalError
 
@@ -98,6 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Seeds of each idea's main result: after its last run, the run the coder names as its "
                              "main result (else the last one) is repeated on N-1 more seeds, and the notes and the "
                              "paper use the means (default 1; the baseline's seeds are the template's setting).")
+    search = parser.add_argument_group("tree search (--search tree)")
+    search.add_argument("--search", choices=["linear", "tree"], default="linear",
+                        help="linear (default): each run edits the last one's code, up to --max-runs runs. tree: "
+                             "each idea grows a tree of experiment versions (drafts, fixes of failed nodes, "
+                             "improvements of the best node), up to --max-nodes nodes; the best node by the idea's "
+                             "primary metric, decided by code with the noise floor, is re-run on --seeds seeds.")
+    search.add_argument("--max-nodes", type=positive_int, default=SearchParams.max_nodes, metavar="N",
+                        help=f"Nodes in each idea's tree, failed ones included (default {SearchParams.max_nodes}).")
+    search.add_argument("--parallel-nodes", type=positive_int, default=SearchParams.parallel_nodes, metavar="N",
+                        help="Nodes expanded and run at once, each on an equal share of the CPU threads or on one "
+                             f"of the GPUs the idea has (default {SearchParams.parallel_nodes}).")
+    search.add_argument("--search-drafts", type=positive_int, default=SearchParams.drafts, metavar="N",
+                        help=f"Drafts from the baseline code before any node is improved (default "
+                             f"{SearchParams.drafts}).")
+    search.add_argument("--debug-probability", type=float, default=SearchParams.debug_probability, metavar="P",
+                        help="Chance that a step fixes a failed node rather than improving the best one (default "
+                             f"{SearchParams.debug_probability}).")
+    search.add_argument("--max-debug-depth", type=non_negative_int, default=SearchParams.max_debug_depth,
+                        metavar="N", help=f"Fixes in a row after which a failed node is given up (default "
+                                          f"{SearchParams.max_debug_depth}).")
     return parser
 
 

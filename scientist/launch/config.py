@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from scientist.search.policy import SearchParams
+
 DEMO_FLAG = "demo"
 
 
@@ -33,6 +35,13 @@ class LaunchConfig:
     """Features of each run whose explanations the LLM writes and is scored on (0: no autointerp stage)."""
     seeds: int = 1
     """Seeds of each idea's main run: after its last run it is repeated on seeds - 1 more (1: no repeat)."""
+    search: str = "linear"
+    """How an idea's runs go: "linear" (each run edits the last one's code) or "tree" (a tree search)."""
+    search_drafts: int = SearchParams.drafts
+    debug_probability: float = SearchParams.debug_probability
+    max_debug_depth: int = SearchParams.max_debug_depth
+    max_nodes: int = SearchParams.max_nodes
+    parallel_nodes: int = SearchParams.parallel_nodes
     launch_id: str = ""
     """Tells the ideas of one launch apart from other launches' (they share its budget)."""
     budget_usd: float | None = dataclasses.field(default=None, compare=False)
@@ -41,6 +50,12 @@ class LaunchConfig:
     @property
     def template(self) -> Path:
         return self.templates_dir / self.experiment
+
+    @property
+    def search_params(self) -> SearchParams:
+        return SearchParams(drafts=self.search_drafts, debug_probability=self.debug_probability,
+                            max_debug_depth=self.max_debug_depth, max_nodes=self.max_nodes,
+                            parallel_nodes=self.parallel_nodes)
 
     @property
     def demo(self) -> bool:
@@ -52,7 +67,10 @@ class LaunchConfig:
                    results_dir=Path(args.results_dir), demo_script=Path(args.demo_script), max_runs=args.max_runs,
                    max_iters=args.max_iters, run_timeout=args.run_timeout, writeup=args.writeup,
                    num_reviews=args.num_reviews, preset=args.preset, autointerp_features=args.autointerp_features,
-                   seeds=args.seeds, launch_id=launch_id, budget_usd=args.budget_usd)
+                   seeds=args.seeds, search=args.search, search_drafts=args.search_drafts,
+                   debug_probability=args.debug_probability, max_debug_depth=args.max_debug_depth,
+                   max_nodes=args.max_nodes, parallel_nodes=args.parallel_nodes, launch_id=launch_id,
+                   budget_usd=args.budget_usd)
 
     def to_json(self) -> dict:
         """What launch.json keeps: every setting but the budget."""

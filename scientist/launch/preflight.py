@@ -21,6 +21,7 @@ from scientist.ideas.generation import GenerationError, template_prompt
 from scientist.ideas.idea_files import IdeaError, load_idea_files
 from scientist.launch.config import LaunchConfig
 from scientist.llm.client import MissingApiKey, require_api_key
+from scientist.search.policy import SearchParams
 
 # Beyond the LaTeX tools that scientist.paper.latex checks: the reviewers read the PDF as text.
 WRITEUP_TOOLS = ("pdftotext",)
@@ -81,6 +82,7 @@ def preflight(config: LaunchConfig, request: IdeaRequest | None) -> Preflight:
         if config.writeup:
             check(check_writeup_tools, manifest)
     check(check_results_dir, config.results_dir)
+    check(check_search_settings, config)
     if manifest:
         check(check_cache_disk, manifest)
     if problems:
@@ -175,3 +177,13 @@ def check_template_settings(manifest: Manifest):
                           "why") from None
     if report["problems"]:
         raise LaunchError("; ".join(report["problems"]))
+
+
+def check_search_settings(config: LaunchConfig) -> SearchParams:
+    """The tree search's settings, when its flags fit together (--max-nodes at least --search-drafts, a probability
+    within 0..1)."""
+    try:
+        return config.search_params
+    except ValueError as err:
+        raise LaunchError(f"the tree search's settings do not fit together: {err}; change --max-nodes, "
+                          "--search-drafts, --debug-probability or --max-debug-depth") from None

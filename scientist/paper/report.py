@@ -24,6 +24,7 @@ from scientist.experiment.metrics import MetricChange, compare, format_number
 from scientist.experiment.noise import read_frontier
 from scientist.llm.ledger import Ledger, LedgerError
 from scientist.paper.review import REVIEW_FILE
+from scientist.search.tree import TreeError
 from scientist.store.files import atomic_write_text
 from scientist.store.folder import (
     LEDGER_FILE,
@@ -188,6 +189,7 @@ def _file_list(folder: Path, manifest: Manifest | None) -> str:
         *((stage.name, _stage_outputs(folder, stage.output)) for stage in (manifest.stages if manifest else ())
           if stage.output),
         ("Cost", _cost(folder)),
+        *_search_tree(folder),
     ]
     return '<ul class="files">' + "".join(f"<li>{escape(label)}: {html}</li>" for label, html in items) + "</ul>"
 
@@ -197,6 +199,19 @@ def _stage_outputs(folder: Path, output: str) -> str:
     runs = [n for n in run_numbers(folder) if (folder / f"run_{n}" / output).is_file()]
     links = [f'<a href="{_href(folder, f"run_{n}/{output}")}">run_{n}</a>' for n in runs]
     return ", ".join(links) or NOT_YET
+
+
+def _search_tree(folder: Path) -> list[tuple[str, str]]:
+    """The link to tree.html for an idea searched as a tree, the page written first so that the link never
+    dangles; nothing for a linear idea."""
+    from scientist.search.tree_html import write_tree_page  # here, not above: tree_html borrows this module's STYLE
+
+    try:
+        page = write_tree_page(folder)
+    except TreeError as err:
+        logger.warning("%s; no search tree page", err)
+        return []
+    return [("Search", f'<a href="{_href(folder, page.name)}">search tree</a>')] if page else []
 
 
 def _review_summary(folder: Path) -> str:

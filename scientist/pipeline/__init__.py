@@ -1,6 +1,7 @@
 """The stages of an idea, listed once and in order. Launch, resume and the workers all drive this pipeline.
 
-    runs -> seeds (with --seeds above 1) -> autointerp (when the manifest has [autointerp]) -> plots
+    runs (or, with --search tree, the tree search) -> seeds (with --seeds above 1)
+    -> autointerp (when the manifest has [autointerp]) -> plots
     -> the template's own stages (its manifest's [[stages]]) -> paper -> review
 
 Autointerp comes before the plots so that the figures, the notes and the paper's table can show its scores.
@@ -18,6 +19,7 @@ from scientist.pipeline.plots import PlotStage
 from scientist.pipeline.runs import RunsStage
 from scientist.pipeline.seeds import SeedsStage
 from scientist.pipeline.template_stages import TemplateStage
+from scientist.pipeline.tree_search import TreeSearchStage
 
 DONE_COMMIT = "Idea done"
 
@@ -25,6 +27,7 @@ DONE_COMMIT = "Idea done"
 def stages(idea: IdeaRun) -> list[Stage]:
     return [
         RunsStage(),
+        TreeSearchStage(),
         SeedsStage(),
         AutointerpStage(),
         PlotStage(),

@@ -69,10 +69,10 @@ def code_digest(path: Path) -> str:
 
 
 class RunsStage:
-    """The coder edits the experiment and it runs, up to --max-runs successful runs (every idea goes through)."""
+    """The coder edits the experiment and it runs, up to --max-runs successful runs (--search linear, the default)."""
 
     def applies(self, idea: IdeaRun) -> bool:
-        return True
+        return idea.config.search == "linear"
 
     def run(self, idea: IdeaRun) -> None:
         ExperimentLoop(idea).run()

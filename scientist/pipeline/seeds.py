@@ -19,6 +19,7 @@ from scientist.experiment.noise import read_frontier
 from scientist.experiment.runner import run_experiment
 from scientist.experiment.seeds import SeedsError, seed_folder, summarise_seeds
 from scientist.pipeline.base import IdeaRun
+from scientist.pipeline.tree_search import record_seeds
 from scientist.store.folder import (
     FINAL_INFO_FILE,
     SEED_SUMMARY_FILE,
@@ -123,5 +124,6 @@ def summarise(idea: IdeaRun, number: int):
                                               f"{', '.join(map(str, seeds))})",
                                       read_final_info(folder.path, 0), summary, manifest.metrics,
                                       frontier=read_frontier(folder.path, manifest.baseline_plan.frontier_x)))
+    record_seeds(folder.path, number, summary, len(seeds))
     folder.commit(f"Run {number} on {len(seeds)} seeds")
     folder.log(f"seeds: run {number} summarised over seeds {', '.join(map(str, seeds))}")

@@ -27,7 +27,7 @@ from scientist.store.state import IdeaState
 TEMPLATE_IGNORE = shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache", "*.png")
 # Generated files stay out of the idea's git history; the template's manifest adds its large outputs (run.untracked).
 IDEA_GITIGNORE = ("__pycache__/\n*.pyc\n.aider*\nlogs/\nlatex/paper.*\n!latex/paper.tex\n"
-                  "/run_[1-9]*/\n/log.txt\n/cost_ledger.json\n/run_attempts.json\n")
+                  "/run_[1-9]*/\n/log.txt\n/cost_ledger.json\n/run_attempts.json\n/nodes/\n/tree/\n/tree.html\n")
 SURVIVES_REPLAY = ("/run_*/", "/log.txt", "/cost_ledger.json", "/run_attempts.json", "/logs/")
 STAGING = ".staging"
 IDEA_FILE = "idea.json"
@@ -35,6 +35,10 @@ LAUNCH_FILE = "launch.json"
 STATE_FILE = "state.json"
 NOTES_FILE = "notes.txt"
 LOG_FILE = "log.txt"
+TREE_FILE = "tree.json"
+"""A tree search's nodes (scientist/search/tree.py), rewritten as the search goes."""
+NODES_DIR = "nodes"
+"""Where a tree search's nodes get their own work trees (git worktree), one folder per node; not in git."""
 LEDGER_FILE = "cost_ledger.json"
 FINAL_INFO_FILE = "final_info.json"
 RUN_DIR = re.compile(r"run_(\d+)")
