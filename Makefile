@@ -5,6 +5,8 @@
 #   make demo-synth the same loop on the ground-truth preset synth-cpu (a synthetic model with known features, no
 #                   language model): a scripted TopK-at-the-true-L0 idea scored by F1 and MCC against the true
 #                   features, with the true dictionary's scores as the reference line, in a few minutes
+#   make demo-tree  a scripted tree search on synth-cpu (--search tree): six nodes, two at once, a failing draft
+#                   fixed, the best node chosen by code and re-run on seeds, tree.html, the paper
 #   make test       the test suite, offline, on the CPU
 #   make setup      only create the environments (the orchestrator's and each template's) and install the Debian
 #                   packages (does nothing when they are in place)
@@ -28,7 +30,7 @@ DEBIAN_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-re
 DEBIAN_COMMANDS := pdflatex bibtex chktex pdftotext chromium bwrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo demo-synth test setup debian baseline clean-baseline
+.PHONY: demo demo-synth demo-tree test setup debian baseline clean-baseline
 
 debian:
 	@missing=""; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
@@ -61,6 +63,11 @@ demo: setup
 demo-synth: setup
 	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --max-runs 2 --preset synth-cpu \
 		--demo-script demo/synth_script.json
+
+demo-tree: setup
+	$(ORCH_PY) launch_scientist.py --experiment sae_variants --model demo --preset synth-cpu \
+		--demo-script demo/tree_script.json --search tree --max-nodes 6 --parallel-nodes 2 --search-drafts 2 \
+		--debug-probability 1 --seeds 3
 
 test: setup
 	$(ORCH_PY) -m ruff check .

@@ -26,8 +26,7 @@ DONE_COMMIT = "Idea done"
 
 def stages(idea: IdeaRun) -> list[Stage]:
     return [
-        RunsStage(),
-        TreeSearchStage(),
+        TreeSearchStage() if idea.config.search == "tree" else RunsStage(),
         SeedsStage(),
         AutointerpStage(),
         PlotStage(),

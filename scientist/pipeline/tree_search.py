@@ -112,7 +112,7 @@ class TreeSearch:
 
     def run(self) -> None:
         self.folder.log(f"tree search: up to {self.params.max_nodes} nodes, {self.params.parallel_nodes} at once, "
-                        f"ranked on {self.tree.metric} ({self.primary.reason}); noise floor "
+                        f"ranked on {self.tree.metric}, {self.primary.reason}; noise floor "
                         f"{format_number(self.tree.noise)}")
         while actions := self.next_batch():
             batch = [self.tree.add(action.kind, action.parent) for action in actions]
