@@ -82,10 +82,18 @@ class Coder:
         # Chat-history summaries go through the same ledger (aider would otherwise ask its weak model directly,
         # unrecorded).
         self.aider.summarizer.models = [self.llm]
+        # Works around aider's eager summaries (base_coder.move_back_cur_messages): after each reply that leaves the
+        # history over its limit, aider starts summarising it in a thread, which is paid for even when the session
+        # asks nothing more (each write-up section is a session of its own) and which races the next session's call.
+        # Here a summary is made, in this thread, only before a message that the history would be sent with.
+        self._summarize = self.aider.summarize_start
+        self.aider.summarize_start = lambda: None
 
     def ask(self, prompt: str, stage: str) -> str:
         """Send one message; aider applies any SEARCH/REPLACE blocks in the reply to the files."""
         self.llm.stage, self.llm.failure = stage, None
+        self._summarize()
+        self.aider.summarize_end()
         reply = self.aider.run(with_message=prompt)
         if self.llm.failure is not None:
             raise self.llm.failure
