@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="End each idea after its plots: no paper, no review.")
     parser.add_argument("--num-reviews", type=int, default=3,
                         help="Independent reviews of each paper before the meta-review (default 3).")
+    parser.add_argument("--vision-model", default=None, metavar="MODEL",
+                        help="litellm model string of a model that sees images: it checks each figure against its "
+                             "description after the plots (its feedback goes to the plot coder once) and reviews the "
+                             "paper with its pages as images. Default: --model itself when litellm's model "
+                             "information says it takes images; otherwise both steps are skipped.")
     parser.add_argument("--autointerp-features", type=non_negative_int, default=8, metavar="N",
                         help="Features of each run the LLM explains and is scored on, when the template's runs leave "
                              "contexts for it (default 8; 0 turns autointerp off).")

@@ -29,6 +29,9 @@ class LaunchConfig:
     writeup: bool = True
     """Write, compile and review a paper for each idea."""
     num_reviews: int = 3
+    vision_model: str | None = None
+    """litellm model string of a model that sees images, for the figure check and the reviewers' page images (None:
+    the coder's model when litellm's model information says it takes images; else both are skipped)."""
     preset: str | None = None
     """The template's preset for the runs (its manifest's preset_variable)."""
     autointerp_features: int = 8
@@ -66,11 +69,11 @@ class LaunchConfig:
         return cls(experiment=args.experiment, model=args.model, templates_dir=Path(args.templates_dir),
                    results_dir=Path(args.results_dir), demo_script=Path(args.demo_script), max_runs=args.max_runs,
                    max_iters=args.max_iters, run_timeout=args.run_timeout, writeup=args.writeup,
-                   num_reviews=args.num_reviews, preset=args.preset, autointerp_features=args.autointerp_features,
-                   seeds=args.seeds, search=args.search, search_drafts=args.search_drafts,
-                   debug_probability=args.debug_probability, max_debug_depth=args.max_debug_depth,
-                   max_nodes=args.max_nodes, parallel_nodes=args.parallel_nodes, launch_id=launch_id,
-                   budget_usd=args.budget_usd)
+                   num_reviews=args.num_reviews, vision_model=args.vision_model, preset=args.preset,
+                   autointerp_features=args.autointerp_features, seeds=args.seeds, search=args.search,
+                   search_drafts=args.search_drafts, debug_probability=args.debug_probability,
+                   max_debug_depth=args.max_debug_depth, max_nodes=args.max_nodes,
+                   parallel_nodes=args.parallel_nodes, launch_id=launch_id, budget_usd=args.budget_usd)
 
     def to_json(self) -> dict:
         """What launch.json keeps: every setting but the budget."""

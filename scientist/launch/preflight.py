@@ -24,7 +24,7 @@ from scientist.llm.client import MissingApiKey, require_api_key
 from scientist.search.policy import SearchParams
 
 # Beyond the LaTeX tools that scientist.paper.latex checks: the reviewers read the PDF as text.
-WRITEUP_TOOLS = ("pdftotext",)
+WRITEUP_TOOLS = ("pdftotext", "pdftoppm")
 SEED_IDEAS = "seed_ideas.json"
 LATEX_TEMPLATE = "latex"
 CHECK_TIMEOUT_S = 3600
@@ -67,6 +67,8 @@ def preflight(config: LaunchConfig, request: IdeaRequest | None) -> Preflight:
     manifest = check(template_manifest, config)
     if not config.demo:
         check(require_api_key, config.model)
+    if config.vision_model:
+        check(require_api_key, config.vision_model)
     ideas, generate = [], False
     if manifest and request is not None and (not config.demo or request.files):
         if request.files or request.skip_generation or config.demo:

@@ -11,8 +11,13 @@ from scientist.launch.config import LaunchConfig
 from scientist.launch.progress import ProgressView
 from scientist.llm.coder import Coder
 from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.vision import vision_model
 from scientist.store.folder import IdeaFolder
 from scientist.store.state import IdeaState
+
+# The one line of log.txt that says an idea's figures and pages are shown to no model.
+VISION_SKIPPED = ("no vision-capable model: litellm's model information says {model} takes no images and "
+                  "--vision-model names none; the figure check and the reviewers' page images are skipped")
 
 # Plots and template stages run the template's own code, not the coder's experiment: a fixed limit, not --run-timeout.
 PLOT_TIMEOUT_S = 600.0
@@ -32,6 +37,7 @@ class IdeaRun:
     """The litellm model string the coders use (the scripted one for the demo)."""
     view: ProgressView | None = None
     state: IdeaState = field(init=False)
+    _vision_skip_logged: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self):
         self.state = IdeaState(idea=self.folder.idea["Name"], stage="starting", status="running")
@@ -55,6 +61,15 @@ class IdeaRun:
     def heartbeat(self, activity: str):
         if self.view:
             self.view.show(self.state, activity)
+
+    def vision_model(self) -> str | None:
+        """The model the figure check and the reviewers show images to; None when the launch has none, which the
+        idea's log.txt says once."""
+        model = vision_model(self.model, self.config.vision_model)
+        if model is None and not self._vision_skip_logged:
+            self.folder.log(VISION_SKIPPED.format(model=self.model))
+            self._vision_skip_logged = True
+        return model
 
     def coder(self, *files: str) -> Coder:
         """An aider session over these files of the idea folder, paid from the idea's ledger."""

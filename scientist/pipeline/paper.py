@@ -1,5 +1,6 @@
 """The paper stage (paper.pdf, written by the coder section by section, every number written by code) and the
-review stage (review.json); what the paper still gets wrong is kept in the idea's state."""
+review stage (review.json, its reviewers shown the pages when a model sees images); what the paper still gets wrong
+is kept in the idea's state."""
 
 from scientist.paper.review import review_paper, write_review
 from scientist.paper.writeup import PaperWriter, WriteupError
@@ -31,6 +32,9 @@ class ReviewStage:
     def run(self, idea: IdeaRun) -> None:
         idea.update(stage="reviewing paper")
         pdf = idea.folder.path / idea.state.paper.pdf
-        write_review(idea.folder.path, review_paper(pdf, idea.model, idea.ledger, idea.budget,
-                                                    num_reviews=idea.config.num_reviews, field=idea.manifest.field))
+        # A model that sees images reviews the paper with its pages; without one, the coder's model reads the text.
+        vision = idea.vision_model()
+        write_review(idea.folder.path, review_paper(pdf, vision or idea.model, idea.ledger, idea.budget,
+                                                    num_reviews=idea.config.num_reviews, field=idea.manifest.field,
+                                                    pages=vision is not None))
         idea.folder.commit("Paper reviews")
