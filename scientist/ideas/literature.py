@@ -23,6 +23,11 @@ from scientist.store.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+CACHE_DIR = ".literature_cache"
+"""Where a launch keeps the services' answers, under its results folder (results/.literature_cache)."""
+URL_VARIABLE = "LITERATURE_API_URL"
+"""Points the clients at a mirror (or at the tests' local server) instead of each service's own address."""
+
 
 class LiteratureError(Exception):
     """The service could not be reached or kept failing; the message says which service, what failed, what to do."""
@@ -103,14 +108,17 @@ class LiteratureClient:
 
     def search(self, query: str, limit: int = 10) -> list[Paper]:
         """The service's top `limit` papers for `query`, from the cache when this question was answered before."""
-        cache_file = self._cache_file(query, limit)
-        cached = self._read_cache(cache_file)
+        cached = self.cached(query, limit)
         if cached is not None:
             return cached
         papers = self._papers(self._get_with_retries(*self._request(query, limit)))
         record = {"engine": self.name, "query": query, "limit": limit, "papers": [p.to_json() for p in papers]}
-        atomic_write_text(cache_file, json.dumps(record, indent=1) + "\n")
+        atomic_write_text(self._cache_file(query, limit), json.dumps(record, indent=1) + "\n")
         return papers
+
+    def cached(self, query: str, limit: int = 10) -> list[Paper] | None:
+        """The answer to this question kept in the cache; None when it was never answered (no request is made)."""
+        return self._read_cache(self._cache_file(query, limit))
 
     def _cache_file(self, query: str, limit: int) -> Path:
         key = json.dumps([self.name, query, limit])
@@ -281,3 +289,9 @@ def make_client(engine: str, cache_dir: Path, **kwargs: Any) -> LiteratureClient
     if engine not in ENGINES:
         raise ValueError(f"Unknown literature engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     return ENGINES[engine](cache_dir, **kwargs)
+
+
+def make_clients(primary: str, cache_dir: Path, **kwargs: Any) -> list[LiteratureClient]:
+    """A client of every engine, `primary`'s first: the others are asked when it fails."""
+    order = [primary, *(name for name in ENGINES if name != primary)]  # an unknown primary fails in make_client
+    return [make_client(name, cache_dir, **kwargs) for name in order]

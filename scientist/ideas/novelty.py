@@ -74,18 +74,27 @@ def parse_reply(text: str) -> Reply:
 
 
 def query_from(text: str) -> str | None:
-    """The "Query" of the last JSON object in `text`; code fences and text around it do not matter."""
-    decoder = json.JSONDecoder()
+    """The "Query" of the last JSON object in `text` that has one; code fences and text around it do not matter."""
     query = None
+    for candidate in json_objects(text):
+        found = candidate.get("Query", candidate.get("query"))
+        if isinstance(found, str) and found.strip():
+            query = found.strip()
+    return query
+
+
+def json_objects(text: str) -> list[dict]:
+    """Every JSON object in a reply, in order (an object inside another comes after it)."""
+    decoder = json.JSONDecoder()
+    objects = []
     for start in (match.start() for match in re.finditer(r"\{", text)):
         try:
             candidate, _ = decoder.raw_decode(text, start)
         except ValueError:
             continue
-        found = candidate.get("Query", candidate.get("query")) if isinstance(candidate, dict) else None
-        if isinstance(found, str) and found.strip():
-            query = found.strip()
-    return query
+        if isinstance(candidate, dict):
+            objects.append(candidate)
+    return objects
 
 
 def check_novelty(
@@ -130,7 +139,7 @@ def check_novelty(
                 return result
             result.queries.append(reply.query)
             _record_seen(papers, result.papers_seen, seen_keys)
-            prompt = render("novelty_results", query=reply.query, papers=_papers_text(papers), **next_round)
+            prompt = render("novelty_results", query=reply.query, papers=papers_text(papers), **next_round)
         elif reply.novel is not None:
             prompt = render("novelty_search_first", **next_round)
         else:
@@ -148,7 +157,8 @@ def _record_seen(papers: list[Paper], papers_seen: list[dict], seen_keys: set[st
             papers_seen.append(paper.to_json())
 
 
-def _papers_text(papers: list[Paper]) -> str:
+def papers_text(papers: list[Paper]) -> str:
+    """Search results numbered from 1 for a prompt, every text from the service as a quoted JSON string."""
     if not papers:
         return render("novelty_no_results").strip()
     return "\n".join(

@@ -10,7 +10,7 @@ from scientist.experiment.baseline import BaselineError
 from scientist.experiment.manifest import ManifestError
 from scientist.ideas.generation import GenerationError
 from scientist.ideas.idea_files import IdeaError, load_idea_files, skeleton
-from scientist.ideas.literature import ENGINES
+from scientist.ideas.literature import ENGINES, URL_VARIABLE
 from scientist.launch.preflight import LaunchError
 from scientist.llm.client import MissingApiKey, configure_offline_litellm
 from scientist.llm.ledger import LedgerError
@@ -20,7 +20,7 @@ from scientist.store.journal import JournalError
 
 # The template a launch runs when --experiment is not given.
 DEFAULT_EXPERIMENT = "sae_variants"
-LITERATURE_URL_VARIABLE = "LITERATURE_API_URL"
+LITERATURE_URL_VARIABLE = URL_VARIABLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-novelty-check", action="store_true",
                         help="Do not check generated ideas against the literature (they run with novel: null).")
     parser.add_argument("--engine", choices=sorted(ENGINES), default="semanticscholar",
-                        help="Literature search for the novelty check (API keys, optional: S2_API_KEY; "
-                             f"OPENALEX_API_KEY and OPENALEX_MAILTO; {LITERATURE_URL_VARIABLE} points it at a "
-                             "mirror).")
+                        help="Literature search for the novelty check and the write-up's citation rounds, which "
+                             "ask the other engine when this one fails (API keys, optional: S2_API_KEY; "
+                             f"OPENALEX_API_KEY and OPENALEX_MAILTO; {LITERATURE_URL_VARIABLE} points both engines at "
+                             "a mirror).")
     parser.add_argument("--allow-unchecked", action="store_true",
                         help="Run generated ideas whose novelty could not be decided or checked (the literature "
                              "service was unreachable); without it the launch stops.")
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "description after the plots (its feedback goes to the plot coder once) and reviews the "
                              "paper with its pages as images. Default: --model itself when litellm's model "
                              "information says it takes images; otherwise both steps are skipped.")
+    parser.add_argument("--num-cite-rounds", type=non_negative_int, default=3, metavar="N",
+                        help="Rounds in which the write-up's LLM searches the literature (--engine) for the papers "
+                             "the paper cites, one query a round, before the sections are written (default 3; 0: "
+                             "none, the paper cites only what the novelty check saw).")
     parser.add_argument("--autointerp-features", type=non_negative_int, default=8, metavar="N",
                         help="Features of each run the LLM explains and is scored on, when the template's runs leave "
                              "contexts for it (default 8; 0 turns autointerp off).")

@@ -32,6 +32,11 @@ class LaunchConfig:
     vision_model: str | None = None
     """litellm model string of a model that sees images, for the figure check and the reviewers' page images (None:
     the coder's model when litellm's model information says it takes images; else both are skipped)."""
+    engine: str = "semanticscholar"
+    """The literature engine of the novelty check and the citation rounds; the other one is asked when it fails."""
+    num_cite_rounds: int = 3
+    """Rounds of the write-up's literature search for the papers to cite (0: none, the paper cites only what the
+    novelty check saw)."""
     preset: str | None = None
     """The template's preset for the runs (its manifest's preset_variable)."""
     autointerp_features: int = 8
@@ -69,7 +74,8 @@ class LaunchConfig:
         return cls(experiment=args.experiment, model=args.model, templates_dir=Path(args.templates_dir),
                    results_dir=Path(args.results_dir), demo_script=Path(args.demo_script), max_runs=args.max_runs,
                    max_iters=args.max_iters, run_timeout=args.run_timeout, writeup=args.writeup,
-                   num_reviews=args.num_reviews, vision_model=args.vision_model, preset=args.preset,
+                   num_reviews=args.num_reviews, vision_model=args.vision_model, engine=args.engine,
+                   num_cite_rounds=args.num_cite_rounds, preset=args.preset,
                    autointerp_features=args.autointerp_features, seeds=args.seeds, search=args.search,
                    search_drafts=args.search_drafts, debug_probability=args.debug_probability,
                    max_debug_depth=args.max_debug_depth, max_nodes=args.max_nodes,

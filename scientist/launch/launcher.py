@@ -219,7 +219,7 @@ def idea_stage(args: argparse.Namespace, manifest: Manifest, seeds: list[dict], 
     only with --allow-unchecked.
     """
     from scientist.ideas.generation import IDEAS_FILE, generate_ideas, read_archive, write_ideas
-    from scientist.ideas.literature import make_client
+    from scientist.ideas.literature import CACHE_DIR, make_client
     from scientist.ideas.novelty import check_novelty
 
     experiment_results = args.results_dir / args.experiment
@@ -231,7 +231,7 @@ def idea_stage(args: argparse.Namespace, manifest: Manifest, seeds: list[dict], 
     if args.skip_novelty_check:
         log.info("Novelty not checked (--skip-novelty-check): %d idea(s) run with novel: null", len(ideas))
         return ideas
-    client = make_client(args.engine, args.results_dir / ".literature_cache",
+    client = make_client(args.engine, args.results_dir / CACHE_DIR,
                          base_url=os.environ.get(LITERATURE_URL_VARIABLE) or None)
     for idea in ideas:
         result = check_novelty(idea, client, model, ledger, budget, field=manifest.field)

@@ -14,6 +14,7 @@ from scientist.experiment.manifest import Manifest, Metric, MetricRegistry
 from scientist.experiment.metrics import Frontier, MetricChange, compare, frontier_rule_text, noise_rule_text
 from scientist.experiment.noise import group_part, mean_of, number, ok_groups
 from scientist.experiment.seeds import seed_count
+from scientist.ideas.literature import ENGINES
 from scientist.paper.latex import BIB_FILE, FIGURES_FILE, GENERATED_HEADER, TABLE_FILE, ascii_words, escape_latex
 from scientist.store.files import atomic_write_text
 from scientist.store.folder import FinishedRun
@@ -45,6 +46,7 @@ BIB_MAX_AUTHORS = 10  # more become "and others" (et al.)
 KEY_SKIPPED_WORDS = frozenset({"a", "an", "the", "on", "of", "in", "for", "and", "to", "with", "from", "by"})
 URL_PATTERN = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 YEAR_PATTERN = re.compile(r"[0-9]{1,4}")
+SOURCE_NOTE = "Found with {engine}"  # a record's source: the literature engine whose search returned it
 
 
 # --- the results table ---
@@ -298,13 +300,22 @@ def _bib_entry(key: str, paper: dict) -> str:
         "year": _year(paper),
         "journal": venue,
         "url": url if URL_PATTERN.fullmatch(url) else "",
+        "note": _source_note(paper.get("engine")),
     }
     body = "".join(f"  {name} = {{{value}}},\n" for name, value in fields.items() if value)
     return f"@{'article' if venue else 'misc'}{{{key},\n{body}}}\n"
 
 
+def _source_note(engine) -> str:
+    """Which engine found the record, by its display name ("" when the record does not say)."""
+    if not isinstance(engine, str) or not engine.strip():
+        return ""
+    return escape_latex(SOURCE_NOTE.format(engine=ENGINES[engine].display_name if engine in ENGINES else engine))
+
+
 def write_bibliography(papers: list[dict], latex_dir: Path) -> dict[str, str]:
-    """references.bib from Paper.to_json() records, and nothing else; returns {cite key: title}.
+    """references.bib from Paper.to_json() records, and nothing else; returns {cite key: title}. A record's
+    "engine" (the literature engine that returned it) becomes the entry's note.
 
     A paper without a title is left out, and one whose title and year repeat an earlier one is written once.
     """

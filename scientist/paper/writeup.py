@@ -1,14 +1,16 @@
 """The write-up stage: the coder fills the paper section by section; code writes every number in it.
 
-The idea folder gets latex/ from the template. Code writes the results table (from the runs' final_info.json),
-the figure includes (from the plots) and references.bib (only from literature-search records: with no search
-there are no references). The coder (aider) then fills one section file at a time and refines each once. After
-every edit the paper is compiled: LaTeX errors go back to the coder, and a section that still does not compile is
-reverted to its last compiling version, so a PDF is always produced. Every build starts with latex_guard's check
-(no file outside latex/, no TeX file or shell primitives, listed packages only), whose refusals go back the same
-way, and runs its tools in the sandbox (tex_tools). chktex and the paper checks (cite keys, figures, labels,
-duplicates) are fed back once; the claim checker's contradictions too, and any that remain are flagged in the
-idea's state.
+The idea folder gets latex/ from the template. When the write-up is given engines to search, the citation rounds
+(citations.py) first choose the papers to cite. Code writes the results table (from the runs' final_info.json), the
+figure includes (from the plots) and references.bib (only from literature-search records: the papers the idea's
+novelty check saw and those the citation rounds chose; with no search there are no references), and each section
+prompt lists the keys there, with what each chosen paper is cited for. The coder (aider) then fills one section
+file at a time and refines each once. After every edit the paper is compiled: LaTeX errors go back to the coder,
+and a section that still does not compile is reverted to its last compiling version, so a PDF is always produced.
+Every build starts with latex_guard's check (no file outside latex/, no TeX file or shell primitives, listed
+packages only), whose refusals go back the same way, and runs its tools in the sandbox (tex_tools). chktex and the
+paper checks (cite keys, figures, labels, duplicates) are fed back once; the claim checker's contradictions too,
+and any that remain are flagged in the idea's state.
 """
 
 import json
@@ -21,10 +23,20 @@ from scientist.experiment.noise import read_frontier
 from scientist.llm.coder import Coder
 from scientist.llm.ledger import Budget, Ledger
 from scientist.llm.prompts import PROMPTS_DIR, render
+from scientist.paper.citations import CITATIONS_FILE, CitationRecord, CitationRounds, gather_citations
 from scientist.paper.claims import contradictions_by_file
 from scientist.paper.generated import write_appendix, write_bibliography, write_figures, write_results_table
-from scientist.paper.latex import BUILD_TIMEOUT_S, SECTIONS, LatexProblem, PassedChecks, compile_pdf, copy_template
+from scientist.paper.latex import (
+    BUILD_TIMEOUT_S,
+    SECTIONS,
+    LatexProblem,
+    PassedChecks,
+    ascii_words,
+    compile_pdf,
+    copy_template,
+)
 from scientist.paper.latex_checks import check_paper, chktex
+from scientist.store.files import atomic_write_text
 from scientist.store.folder import IdeaFolder
 
 log = logging.getLogger(__name__)
@@ -46,9 +58,12 @@ class WriteupResult:
 
 class PaperWriter:
     def __init__(self, folder: IdeaFolder, manifest: Manifest, model: str, ledger: Ledger, budget: Budget,
-                 papers: list[dict], sections: tuple[str, ...] = SECTIONS, build_timeout_s: float = BUILD_TIMEOUT_S):
-        """`sections`: the ones the coder writes, in order (all by default); the others keep their text.
-        `build_timeout_s`: the limit of each TeX tool run; a section whose build runs past it is fixed or reverted."""
+                 papers: list[dict], sections: tuple[str, ...] = SECTIONS, build_timeout_s: float = BUILD_TIMEOUT_S,
+                 citations: CitationRounds | None = None):
+        """`papers`: literature records the idea brings (its novelty check's), each with the engine that found it.
+        `sections`: the ones the coder writes, in order (all by default); the others keep their text.
+        `build_timeout_s`: the limit of each TeX tool run; a section whose build runs past it is fixed or reverted.
+        `citations`: the engines and rounds of the citation rounds; None: no rounds, the references are `papers`."""
         self.folder, self.idea, self.model, self.ledger, self.budget = folder, folder.idea, model, ledger, budget
         self.build_timeout_s = build_timeout_s
         self.sections, self.manifest = sections, manifest
@@ -58,7 +73,9 @@ class PaperWriter:
                             read_frontier(folder.path, manifest.baseline_plan.frontier_x))
         self.figure_labels = write_figures(folder.path, manifest, self.latex_dir)
         self.figure_labels += write_appendix(finished, manifest, folder.path, self.latex_dir)
-        self.cite_keys = write_bibliography(papers, self.latex_dir)
+        self.papers, self.citations = papers, citations
+        self.cite_keys: dict[str, str] = {}
+        self.references = render("writeup_no_references").strip()
         # A template may give writing tips of its own for each section (latex/writing_tips.json); the general ones
         # fill in any section it leaves out.
         own = manifest.path / LATEX_TEMPLATE / WRITING_TIPS
@@ -68,6 +85,7 @@ class PaperWriter:
         self.checks = PassedChecks(folder.path / "logs" / "latex_checks.json", build_timeout_s)
 
     def write(self) -> WriteupResult:
+        self.write_references()
         first = compile_pdf(self.latex_dir, self.build_timeout_s)
         if not first.ok:
             raise WriteupError(f"{self.latex_dir}: the paper template does not compile:\n"
@@ -87,6 +105,30 @@ class PaperWriter:
         self.folder.commit("Paper compiled")
         return WriteupResult(final.pdf, self.reverted, contradictions)
 
+    def write_references(self):
+        """The citation rounds (when there are engines to search), then references.bib from their choices and the
+        idea's own records, and the references piece of the section prompts."""
+        record = self.gather_citations() if self.citations else None
+        chosen = record.records() if record else []
+        self.cite_keys = write_bibliography(self.papers + chosen, self.latex_dir)
+        if self.cite_keys:
+            reasons = {tuple(ascii_words(paper["title"])): paper["cited_for"] for paper in chosen}
+            self.references = render("writeup_references", listing="\n".join(
+                _reference_line(key, title, reasons) for key, title in self.cite_keys.items())).strip()
+
+    def gather_citations(self) -> CitationRecord:
+        record = gather_citations(self.idea, self.citations, self.model, self.ledger, self.budget,
+                                  self.manifest.field, self.folder.log)
+        atomic_write_text(self.latex_dir / CITATIONS_FILE, json.dumps(record.to_json(), indent=2) + "\n")
+        if record.unreachable and not record.engines:
+            self.folder.log(f"citations: no paper chosen; {record.ended}")
+        else:
+            names = {engine.name: engine.display_name for engine in self.citations.engines}
+            found_with = ", ".join(names.get(name, name) for name in record.engines) or "no engine"
+            self.folder.log(f"citations: {len(record.citations)} paper(s) chosen in {record.rounds} round(s), found "
+                            f"with {found_with}; the rounds ended: {record.ended}")
+        return record
+
     def section_file(self, section: str) -> str:
         return f"latex/sections/{section}.tex"
 
@@ -95,7 +137,7 @@ class PaperWriter:
         return render("writeup_section", title=self.idea["Title"], experiment=self.idea["Experiment"],
                       notes=self.folder.notes.read_text(), section_name=section.replace("_", " "),
                       section_file=self.section_file(section), tips=self.tips[section],
-                      figure_labels=labels or "none", cite_keys=", ".join(self.cite_keys) or "none")
+                      figure_labels=labels or "none", references=self.references)
 
     def edit(self, section: str, prompt: str, message: str):
         """One coder turn on one section file, then compile; fix from the log, or revert the section."""
@@ -141,6 +183,16 @@ class PaperWriter:
         for contradiction in remaining:
             self.folder.log(f"writeup: the paper contradicts the results: {contradiction}")
         return remaining
+
+
+def _reference_line(key: str, title: str, reasons: dict) -> str:
+    """One key of references.bib for the section prompts, with what it is cited for when the rounds chose it."""
+    reason = reasons.get(tuple(ascii_words(title)))
+    quoted = json.dumps(title, ensure_ascii=False)
+    if reason is None:
+        return render("writeup_reference", key=key, title=quoted).rstrip()
+    return render("writeup_reference_chosen", key=key, title=quoted,
+                  reason=json.dumps(reason, ensure_ascii=False)).rstrip()
 
 
 def _listing(problems: list[LatexProblem]) -> str:

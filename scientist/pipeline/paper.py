@@ -1,11 +1,42 @@
-"""The paper stage (paper.pdf, written by the coder section by section, every number written by code) and the
-review stage (review.json, its reviewers shown the pages when a model sees images); what the paper still gets wrong
-is kept in the idea's state."""
+"""The paper stage (paper.pdf, written by the coder section by section after the citation rounds, every number
+written by code) and the review stage (review.json, its reviewers shown the pages when a model sees images); what the
+paper still gets wrong is kept in the idea's state."""
 
+import os
+
+from scientist.ideas.literature import CACHE_DIR, URL_VARIABLE, make_clients
+from scientist.paper.citations import DEMO_SCRIPT_FIELD, CitationRounds, demo_engine
 from scientist.paper.review import review_paper, write_review
 from scientist.paper.writeup import PaperWriter, WriteupError
 from scientist.pipeline.base import IdeaRun
 from scientist.store.state import PaperOutcome
+
+
+def citation_rounds(idea: IdeaRun) -> tuple[CitationRounds | None, str]:
+    """(the write-up's citation rounds, "") or (None, why there are none). The engines are the launch's --engine
+    first, then the other, sharing the novelty check's cache. A scripted model answers only what its script holds:
+    the demo's script scripts the rounds with its "citations" field (scientist/paper/citations.py), and any other
+    scripted model (a test's) has no replies for them."""
+    from scientist.llm.scripted import PROVIDER, load_demo_script
+
+    rounds = idea.config.num_cite_rounds
+    if rounds == 0:
+        return None, "--num-cite-rounds 0"
+    if not idea.model.startswith(f"{PROVIDER}/"):
+        engines = make_clients(idea.config.engine, idea.config.results_dir / CACHE_DIR,
+                               base_url=os.environ.get(URL_VARIABLE) or None)
+        return CitationRounds(tuple(engines), rounds), ""
+    scripted = load_demo_script(idea.config.demo_script).get(DEMO_SCRIPT_FIELD) if idea.config.demo else None
+    if scripted is None:
+        return None, (f"the scripted model has no citation replies (a demo script scripts them with "
+                      f'"{DEMO_SCRIPT_FIELD}": {{"papers": [...]}})')
+    return CitationRounds((demo_engine(scripted, idea.config.demo_script),), rounds), ""
+
+
+def novelty_papers(idea: dict) -> list[dict]:
+    """The papers the idea's novelty check saw, each with the engine that found them."""
+    novelty = idea.get("provenance", {}).get("novelty", {})
+    return [{**paper, "engine": novelty.get("engine", "")} for paper in novelty.get("papers", [])]
 
 
 class PaperStage:
@@ -14,9 +45,12 @@ class PaperStage:
 
     def run(self, idea: IdeaRun) -> None:
         idea.update(stage="writing paper")
-        papers = idea.idea.get("provenance", {}).get("novelty", {}).get("papers", [])
+        citations, skipped = citation_rounds(idea)
+        if skipped:
+            idea.folder.log(f"citation rounds skipped: {skipped}")
         try:
-            paper = PaperWriter(idea.folder, idea.manifest, idea.model, idea.ledger, idea.budget, papers).write()
+            paper = PaperWriter(idea.folder, idea.manifest, idea.model, idea.ledger, idea.budget,
+                                novelty_papers(idea.idea), citations=citations).write()
         except WriteupError as err:
             idea.folder.log(f"writeup failed: {err}")
             idea.update(paper=PaperOutcome(error=str(err)))

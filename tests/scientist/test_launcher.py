@@ -19,7 +19,7 @@ from tests.conftest import REPO
 FLAGS = ("--experiment", "--model", "--num-ideas", "--skip-idea-generation", "--skip-novelty-check", "--ideas",
          "--max-runs", "--max-iters", "--run-timeout", "--budget-usd", "--results-dir", "--resume", "--parallel",
          "--gpus", "--preset", "--writeup", "--num-reflections", "--engine", "--allow-unchecked", "--new-idea",
-         "--check-ideas", "--num-reviews", "--vision-model")
+         "--check-ideas", "--num-reviews", "--vision-model", "--num-cite-rounds")
 
 
 def test_help_documents_every_flag():

@@ -317,7 +317,7 @@ def test_the_results_blocks_against_a_seeded_baseline_and_its_frontier_are_not_r
 
 def test_the_writeup_prompt_says_what_the_marks_mean_and_forbids_calling_noise_an_effect():
     prompt = render("writeup_section", title="t", experiment="e", notes="n", section_name="results",
-                    section_file="latex/sections/results.tex", tips="", figure_labels="none", cite_keys="none")
+                    section_file="latex/sections/results.tex", tips="", figure_labels="none", references="none")
     assert "bold value with a dagger is better than the baseline by more than the noise threshold" in prompt
     assert "double dagger is worse" in prompt
     assert "never describe such a change as an improvement or a decline" in prompt

@@ -24,6 +24,10 @@ LOOP_TIMEOUT_S = 8  # each TeX run's limit where a section loops: several times 
 
 @pytest.fixture
 def idea(templates_dir, tmp_path):
+    return make_idea(templates_dir, tmp_path)
+
+
+def make_idea(templates_dir, tmp_path):
     """An idea folder with the tiny baseline and one run whose numbers differ from it, as the loop leaves it."""
     template = templates_dir / "sae_variants"
     folder = IdeaFolder.create(tmp_path / "results", "sae_variants", IDEA, template)
