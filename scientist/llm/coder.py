@@ -61,6 +61,13 @@ class LedgeredModel(Model):
         return hashlib.sha1(self.name.encode()), response
 
 
+class SortedFileSet(set):
+    """A set of file paths that iterates in sorted order."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self)))
+
+
 class Coder:
     """One aider session over some files of an idea folder."""
 
@@ -79,6 +86,10 @@ class Coder:
             edit_format="diff", use_git=False, stream=False, auto_lint=False, auto_test=False,
             suggest_shell_commands=False, detect_urls=False, map_tokens=0,
         )
+        # aider keeps the chat's files in a set and sends their contents in its iteration order, which for strings
+        # changes with each process's hash seed: a resumed session with two files could send them in the other
+        # order, miss its recorded reply and pay again. Sorted iteration keeps the request the same.
+        self.aider.abs_fnames = SortedFileSet(self.aider.abs_fnames)
         # Chat-history summaries go through the same ledger (aider would otherwise ask its weak model directly,
         # unrecorded).
         self.aider.summarizer.models = [self.llm]

@@ -1,9 +1,14 @@
 """The aider coder's chat-history summaries: made, through the ledger, only before a message that would carry the
 long history, never after a session's last reply (where nobody would read them)."""
 
+import os
+import subprocess
+import sys
+
 from scientist.llm.coder import Coder
 from scientist.llm.ledger import Budget, Ledger
 from scientist.llm.scripted import DEMO_MODEL
+from tests.conftest import REPO
 
 # Far past aider's history limit for the scripted model (max_chat_history_tokens is at most 8192 tokens).
 LONG_PROMPT = "Read these notes, then answer in one line.\n" + "notes line with a few words in it\n" * 4000
@@ -31,3 +36,33 @@ def test_a_session_whose_last_reply_leaves_a_long_history_pays_for_no_summary(tm
     assert "summar" in " ".join(str(m.get("content", "")) for m in llm.prompts[1]).lower()
     assert "A summary of the chat so far." in str(llm.prompts[2])
     assert [entry.stage for entry in ledger.entries] == ["first", "second", "second"]
+
+
+# One Coder over two files asks, in a fresh interpreter with the given hash seed, and prints the request digest.
+ASK_OVER_TWO_FILES = """
+import sys
+from pathlib import Path
+from scientist.llm.coder import Coder
+from scientist.llm.ledger import Budget, Ledger
+from scientist.llm.scripted import DEMO_MODEL, register_scripted
+
+folder = Path(sys.argv[1])
+register_scripted(["No change is needed."])
+ledger = Ledger(folder / f"ledger-{sys.argv[2]}.json")
+Coder(folder, ["plot.py", "notes.txt", "b.txt", "a.txt"], DEMO_MODEL, ledger, Budget(None)).ask("Check.", stage="x")
+print(ledger.entries[0].request)
+"""
+
+
+def test_a_session_over_several_files_sends_the_same_request_in_every_process(tmp_path):
+    """aider keeps the chat's files in a set, whose order of strings changes with the process's hash seed; a resumed
+    idea must send the very request it recorded, or it pays for the reply again."""
+    for name in ("plot.py", "notes.txt", "b.txt", "a.txt"):
+        (tmp_path / name).write_text(f"{name}\n")
+    digests = set()
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        done = subprocess.run([sys.executable, "-c", ASK_OVER_TWO_FILES, str(tmp_path), seed], cwd=REPO,
+                              env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.add(done.stdout.strip().splitlines()[-1])
+    assert len(digests) == 1
