@@ -70,10 +70,15 @@ def run_workers(args: argparse.Namespace, config: LaunchConfig, folders: list[Id
 
 def use_demo_script(path: Path, replies_used: int = 0) -> dict:
     """Route 'scripted/demo' to the demo's replies, less those a resumed idea already has in its ledger."""
-    from scientist.llm.scripted import load_demo_script, register_scripted
+    from scientist.llm.scripted import SEES_IMAGES_FIELD, load_demo_script, register_scripted
 
     script = load_demo_script(path)
-    register_scripted(script["replies"][replies_used:])
+    sees_images = script.get(SEES_IMAGES_FIELD, False)
+    if not isinstance(sees_images, bool):
+        raise LaunchError(f'{path}: "{SEES_IMAGES_FIELD}" must be true or false (true: the scripted model is shown '
+                          f'the figures and the paper\'s pages, and its replies must answer those calls), not '
+                          f'{sees_images!r}')
+    register_scripted(script["replies"][replies_used:], sees_images)
     print(f"DEMO: the coder's replies are scripted ({path}); no LLM is called and no money is spent.", flush=True)
     return script
 

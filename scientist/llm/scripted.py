@@ -4,6 +4,11 @@ Only the LLM's words are scripted. The replies go through litellm and then throu
 edit code, so a SEARCH block that does not match fails exactly as it would with a real model. A reply may also be
 a fault, {"fault": "rate_limit" | "server_error" | "timeout"}: the provider error a real API raises (HTTP 429, 500,
 a timeout), for the tests of retries and of ideas failing cleanly.
+
+A demo script (demo/script.json) holds the idea and the replies, and may script more: "autointerp"
+(scientist/pipeline/autointerp.py), "citations" (scientist/paper/citations.py) and "sees_images": true, which registers
+the scripted model in litellm's model information as one that takes images, so that the figure check and the
+reviewers show it the figures and the pages as they would a real vision model (scientist/llm/vision.py).
 """
 
 import json
@@ -14,6 +19,7 @@ from litellm import CustomLLM
 
 PROVIDER = "scripted"
 DEMO_MODEL = f"{PROVIDER}/demo"
+SEES_IMAGES_FIELD = "sees_images"
 
 
 class ScriptExhausted(RuntimeError):
@@ -46,8 +52,9 @@ class ScriptedLLM(CustomLLM):
         return litellm.completion(model="openai/scripted", messages=messages, mock_response=reply)
 
 
-def register_scripted(replies: list[str | dict]) -> ScriptedLLM:
-    """Route the model string 'scripted/<anything>' to a ScriptedLLM holding these replies."""
+def register_scripted(replies: list[str | dict], sees_images: bool = False) -> ScriptedLLM:
+    """Route the model string 'scripted/<anything>' to a ScriptedLLM holding these replies; with `sees_images`,
+    litellm's model information says the demo model takes images."""
     handler = ScriptedLLM(replies)
     others = [p for p in (litellm.custom_provider_map or []) if p["provider"] != PROVIDER]
     litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": handler}]
@@ -56,7 +63,7 @@ def register_scripted(replies: list[str | dict]) -> ScriptedLLM:
     litellm.register_model({DEMO_MODEL: {
         "max_tokens": 8192, "max_input_tokens": 131072, "max_output_tokens": 8192,
         "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
-        "litellm_provider": PROVIDER, "mode": "chat",
+        "litellm_provider": PROVIDER, "mode": "chat", "supports_vision": sees_images,
     }})
     return handler
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from scientist.paper.review import pdf_text
 from tests.conftest import REPO as REPO_ROOT
 
 DEMO_SCRIPT = REPO_ROOT / "demo" / "script.json"
@@ -105,7 +106,9 @@ def calls(n):
     return f"after LLM call {n}", lambda s, since: s.calls >= n
 
 
-# In pipeline order; each point is met only by progress made after the previous kill.
+# In pipeline order; each point is met only by progress made after the previous kill. The demo's calls: 1-3 the runs,
+# 4-15 autointerp, 16 plot.py, 17 the figure descriptions, 18-21 the figure check (one a figure), 22 the plot coder's
+# fix, 23-27 the citation rounds, 28-36 the sections, 37-45 their checks, 46-48 the reviews, 49 the meta-review.
 KILL_POINTS = [
     ("idea folder made, before any LLM call", lambda s, since: s.folder is not None),
     calls(1),
@@ -119,19 +122,20 @@ KILL_POINTS = [
     ("run 2 on seed 1 finished, seed 2 under way", lambda s, since: s.running_seed(2, since)),
     calls(4),
     calls(5),
+    ("figure check started", lambda s, since: s.stage == "checking figures"),
+    calls(19),
+    calls(22),
     ("paper stage started", lambda s, since: s.stage == "writing paper"),
     ("while replaying what was done", lambda s, since: s.replaying_for(2.0, since)),
-    calls(6),
-    calls(8),
-    calls(10),
-    calls(12),
-    calls(14),
-    calls(17),
-    calls(20),
-    calls(23),
+    calls(24),
+    calls(26),
+    calls(28),
+    calls(32),
+    calls(37),
+    calls(42),
     ("reviews started", lambda s, since: s.stage == "reviewing paper"),
-    calls(25),
-    calls(27),
+    calls(47),
+    calls(48),
 ]
 
 
@@ -232,3 +236,26 @@ def test_a_launch_killed_at_many_points_and_resumed_ends_as_an_uninterrupted_one
     assert summary["seeds"]["seeds"] == [0, 1, 2] and len(summary["core"]["per_seed"]["explained_variance"]) == 3
     tags = subprocess.run(["git", "tag"], cwd=resumed, capture_output=True, text=True).stdout.split()
     assert tags, "the interrupted histories are kept under tags"
+    shows_citations_and_figures_seen(resumed)
+
+
+def shows_citations_and_figures_seen(folder: Path):
+    """The demo scripts issue 20's steps: the scripted model sees images (the figure check, the reviewers' pages) and
+    gathers citations from the script's literature records."""
+    stages = [entry["stage"] for entry in entries(folder / "cost_ledger.json")]
+    assert stages.count("figure_check") == 4 and stages.count("plot_feedback") == 1
+    assert stages.count("citations") == 5
+    # The check's feedback on the frequency-rank figure reached the plot coder, whose fix is in the notes.
+    assert "clipped to 1e-7, which is the flat tail" in (folder / "notes.txt").read_text()
+    script = json.loads(DEMO_SCRIPT.read_text())
+    titles = [paper["title"] for paper in script["citations"]["papers"]]
+    bib = (folder / "latex" / "references.bib").read_text()
+    # The four papers chosen in the rounds, and not the one left out, each noting where it came from.
+    assert [title in bib for title in titles] == [True, True, True, True, False]
+    assert bib.count("demo script") == 4
+    record = json.loads((folder / "latex" / "citations.json").read_text())
+    assert [citation["engine"] for citation in record["citations"]] == ["demo script"] * 4
+    assert "Scaling and evaluating sparse autoencoders" in " ".join(pdf_text(folder / "paper.pdf").split())
+    review = json.loads((folder / "review.json").read_text())
+    assert review["pages_shown"] > 0
+    assert all(r["Figures_readable"] is True and len(r["Figure_review"]) == 4 for r in review["reviews"])

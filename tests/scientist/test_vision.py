@@ -24,7 +24,7 @@ from scientist.llm.client import request_digest
 from scientist.llm.coder import prepare_aider_home
 from scientist.llm.ledger import Budget, BudgetExceeded, Ledger
 from scientist.llm.prompts import render
-from scientist.llm.scripted import DEMO_MODEL
+from scientist.llm.scripted import DEMO_MODEL, register_scripted
 from scientist.llm.vision import PNG_SIGNATURE, png_part, user_message_with_images, vision_model
 from scientist.paper.review import ReviewError, form_error, pdf_pages, review_paper
 from scientist.pipeline.base import VISION_SKIPPED, IdeaRun
@@ -315,6 +315,20 @@ def test_vision_capability_from_litellm_or_the_flag(scripted):
     assert vision_model("deepseek/deepseek-chat", None) is None
     assert vision_model("deepseek/deepseek-chat", "openai/gpt-4o") == "openai/gpt-4o"
     assert vision_model(DEMO_MODEL, DEMO_MODEL) == DEMO_MODEL
+
+
+def test_a_demo_script_that_sees_images_registers_a_vision_model(tmp_path, capsys):
+    register_scripted([], sees_images=True)
+    assert vision_model(DEMO_MODEL, None) == DEMO_MODEL
+    register_scripted([])
+    assert vision_model(DEMO_MODEL, None) is None
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"idea": {}, "replies": [], "sees_images": "yes"}))
+    code = main(["--model", "demo", "--demo-script", str(script), "--no-writeup",
+                 "--results-dir", str(tmp_path / "results")])
+    assert code == 2
+    assert f'{script}: "sees_images" must be true or false' in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
 
 
 def test_vision_model_flows_from_the_flag_to_launch_json_and_back(tmp_path):
