@@ -221,7 +221,23 @@ def _review_summary(folder: Path) -> str:
     if not isinstance(meta, dict) or "Overall" not in meta or "Decision" not in meta:
         return link
     return (f'{link}, meta-review: Overall <b class="overall">{_text(meta["Overall"])}</b>/10, '
-            f'<b class="decision">{_text(meta["Decision"])}</b>')
+            f'<b class="decision">{_text(meta["Decision"])}</b>{_review_checks(review.get("reviews"))}')
+
+
+# The form's yes/no checks, as the results page names them; the figure checks come from reviewers shown the pages.
+REVIEW_CHECKS = (("Figures_readable", "figures readable"), ("Figures_match_captions", "figures match captions"),
+                 ("References_correct", "references correct"))
+
+
+def _review_checks(reviews) -> str:
+    """"; figures readable: 3 of 3 reviewers, ..." for each check some review answered; "" when none did."""
+    reviews = [review for review in reviews or [] if isinstance(review, dict)]
+    counts = []
+    for field, name in REVIEW_CHECKS:
+        answers = [review[field] for review in reviews if isinstance(review.get(field), bool)]
+        if answers:
+            counts.append(f"{name}: {sum(answers)} of {len(answers)} reviewer(s)")
+    return "; " + ", ".join(counts) if counts else ""
 
 
 def _cost(folder: Path) -> str:

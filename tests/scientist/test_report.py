@@ -84,7 +84,10 @@ def build_results(root: Path) -> Path:
     for run in ("run_2", "run_0"):  # feature dashboards of the baseline and of run 2
         (done / run / "dashboard").mkdir()
         (done / run / "dashboard" / "index.html").write_text("<html></html>")
-    write_json(done / "review.json", {"reviews": [], "meta_review": {"Overall": 6, "Decision": "Accept"},
+    # Two reviewers were shown the pages and judged the figures; one of them found a figure unreadable.
+    reviews = [{"Figures_readable": True, "Figures_match_captions": True}, {"Figures_readable": False,
+               "Figures_match_captions": True, "References_correct": True}, {"Overall": 5}]
+    write_json(done / "review.json", {"reviews": reviews, "meta_review": {"Overall": 6, "Decision": "Accept"},
                                       "dropped": [], "model": "scripted/demo", "num_reviews": 3})
     ledger = Ledger(done / "cost_ledger.json")
     ledger.record("run_1", "scripted/demo", 1000, 200, 0.0123)
@@ -224,6 +227,8 @@ def test_review_and_cost_are_summarised(page):
     done = idea_sections(dom)[DONE_IDEA]
     assert done.find(cls="overall").text == "6"
     assert done.find(cls="decision").text == "Accept"
+    assert ("figures readable: 1 of 2 reviewer(s), figures match captions: 2 of 2 reviewer(s), references correct: "
+            "1 of 1 reviewer(s)") in done.text
     assert done.find(cls="cost").text == "$0.1123"
 
 
