@@ -81,6 +81,13 @@ def print_steps(bench: BenchConfig, step_result: dict):
         for side, prof in pair.get("profile", {}).items():
             print(f"    profile {side}: {prof['ms_per_step']:.0f} ms/step, GEMM {100 * prof['gemm_fraction']:.0f}% "
                   f"({prof['gemm_calls_per_step']:.0f} calls/step)")
+    peer = step_result["topk"]["dictionary_learning"]
+    if peer["status"] == "measured":
+        q = peer["quality"]
+        print(f"  topk   dictionary_learning {peer['steps_per_s']:8.3f} steps/s, EV {q['explained_variance']:.3f}, "
+              f"L0 {q['l0']:.1f}, dead {q['dead_fraction']:.3f}: ours / it {peer['step_ratio']:.2f}")
+    else:
+        print(f"  topk   dictionary_learning {peer['status']}")
     if "l1_search" in step_result["relu"]:
         search = step_result["relu"]["l1_search"]
         print(f"  SAELens L1 search: {search['probes']}; matched within 20%: {search['matched']}")
@@ -134,5 +141,8 @@ def summary_json(bench: BenchConfig, machine: dict, loads: dict, sweep_result, s
                 out[f"step_{variant}_profile"] = {side: {k: rounded(v) for k, v in p.items()}
                                                   for side, p in pair["profile"].items()}
         out["saelens_l1_search"] = step_result["relu"].get("l1_search")
+        peer = step_result["topk"]["dictionary_learning"]
+        out["step_topk_dictionary_learning"] = {k: v if k != "quality" else {n: rounded(x) for n, x in v.items()}
+                                                for k, v in peer.items() if k != "step_seconds"}
         out["peak"] = {k: rounded(v) for k, v in peak_shares(bench, step_result).items()}
     return out

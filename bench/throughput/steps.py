@@ -273,6 +273,8 @@ def profile_steps(bench: BenchConfig, acts: torch.Tensor, trainers: tuple) -> di
 
 
 def step_benchmark(bench: BenchConfig, cache_dir: Path | None) -> dict:
+    from . import peer_dictionary_learning  # it imports this module
+
     steps, ours_l1 = bench.step_run
     acts, eval_x = step_activations(bench, cache_dir, steps)
     warm = acts[:min(len(acts), 3 * bench.batch_size)]
@@ -281,6 +283,8 @@ def step_benchmark(bench: BenchConfig, cache_dir: Path | None) -> dict:
         saelens_run(bench, variant, value, warm)
     pairs = {"topk": timed_pair(bench, "topk", acts, eval_x, bench.step_k, bench.step_k),
              "relu": timed_pair(bench, "relu", acts, eval_x, ours_l1)}
+    pairs["topk"]["dictionary_learning"] = peer_dictionary_learning.topk_side(
+        bench, acts, eval_x, bench.step_k, min(pairs["topk"]["ours_step_seconds"]))
     for variant, pair in pairs.items():
         interleaved, trainers = interleaved_steps(bench, variant, acts, (pair["ours_value"], pair["saelens_value"]))
         pair.update(interleaved)
