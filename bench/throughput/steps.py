@@ -36,6 +36,7 @@ from .config import BenchConfig
 from .ours import bench_settings, fresh_cache_dir, ours_activation_file, template_env
 from .saelens_runs import saelens_sae_config
 from .snapshot import TEMPLATE_DIR, WORK
+from .sweep import load_lm
 
 EVAL_TOKENS = 16_384
 """Activations the quality figures are computed on: the first ones of the training tensor, the same for both sides
@@ -51,8 +52,6 @@ def step_activations(bench: BenchConfig, cache_dir: Path | None, steps: int) -> 
     if cache_dir is not None:
         data = torch.from_numpy(np.load(ours_activation_file(cache_dir, "train", bench.tokens)))
     else:  # --skip-sweep: compute them through the template's own activation cache, in a temporary folder
-        from .sweep import load_lm
-
         root = WORK / "step_activations"
         cache = fresh_cache_dir(root)
         model = load_lm(bench, cache)
