@@ -91,9 +91,12 @@ class BenchConfig:
                              "(sae_harness/sparse.py) multiply through torch's sparse CSR products, which have no "
                              "bfloat16 CPU implementation (addmm_out_sparse_csr_impl_mkl); use --dtype float32 on "
                              "the CPU")
-        for name in ("tokens", "epochs", "d_sae", "batch_size", "step_repeats", "step_k"):
+        for name in ("tokens", "epochs", "d_sae", "batch_size", "step_repeats", "step_k", "l1_search_runs"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("step_steps", "step_l1", "peak_tflops", "heldout_tokens", "profile_steps"):
+            if getattr(self, name) < 0:
+                raise SystemExit(f"--{name.replace('_', '-')} must not be negative")
         self.tokens = self.tokens // self.batch_size * self.batch_size
         if self.tokens < self.batch_size:
             raise SystemExit("--tokens must be at least --batch-size")

@@ -177,7 +177,7 @@ def match_l1(bench: BenchConfig, acts: torch.Tensor, eval_x: torch.Tensor, ours_
     ours', found in at most l1_search_runs runs; the closest one tried when none is."""
     # Its decoder rows start at norm 0.1 (ours at 1), which scales its penalty by about 0.1 at the start.
     coefficient, probes = ours_l1 / 0.1, []
-    for _ in range(max(1, bench.l1_search_runs)):
+    for _ in range(bench.l1_search_runs):
         _, sae = saelens_run(bench, "relu", coefficient, acts)
         probes.append((coefficient, quality(sae, eval_x)["l0"]))
         print(f"  L1 search: SAELens at {coefficient:.4g} ends at L0 {probes[-1][1]:.1f} (ours {target_l0:.1f})")
