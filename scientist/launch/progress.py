@@ -26,13 +26,11 @@ class ProgressView:
     def show(self, progress, activity: str = ""):
         """progress is the loop's IdeaProgress; activity, what the running experiment last printed."""
         elapsed = int(time.monotonic() - self.started)
-        fields = [
-            progress.idea,
-            f"{progress.stage} run {progress.run}/{self.max_runs}" if progress.stage in RUN_STAGES else progress.stage,
-            f"try {progress.tries}/{self.max_iters}",
-            f"${self.ledger.total_usd:.4f}",
-            f"{elapsed // 60}m{elapsed % 60:02d}s",
-        ]
+        # A run's tries mean something only while it is coded and run; the other stages (plots, the paper, a tree
+        # search's nodes) have their own retries or none.
+        run_fields = ([f"{progress.stage} run {progress.run}/{self.max_runs}", f"try {progress.tries}/{self.max_iters}"]
+                      if progress.stage in RUN_STAGES else [progress.stage])
+        fields = [progress.idea, *run_fields, f"${self.ledger.total_usd:.4f}", f"{elapsed // 60}m{elapsed % 60:02d}s"]
         if progress.status != "running":
             fields.append(progress.status)
         if activity:
