@@ -48,6 +48,10 @@ for name, broken in (("missing", text), ("k", text.replace(k_line, k_line + "\\n
         out[name] = "accepted"
     except SystemExit as stop:
         out[name] = str(stop)
+from throughput.config import parse_args
+from throughput.report import raced
+out["setups"] = list(parse_args(["--skip-streaming"]).setups)
+out["raced"] = raced({{"sweep_ratio_vs_cached": 1.0, "sweep_ratio_vs_multi": 2.0}})
 print(json.dumps(out))
 """
 
@@ -71,6 +75,8 @@ def test_each_sweep_configuration_is_written_into_run_settings_of_its_own_templa
     # A knob that run_settings() does not set exactly once stops the benchmark instead of timing the wrong SAE.
     assert out["missing"].startswith("bench: 0 lines")
     assert out["k"].startswith("bench: 2 lines")
+    # --skip-streaming races the other two set-ups only, and the report shows only those raced.
+    assert out["setups"] == out["raced"] == ["cached", "multi"]
 
 
 def test_throughput_benchmark_compares_every_setup_on_the_same_inputs(tmp_path):

@@ -53,3 +53,17 @@ def test_a_run_whose_activations_are_cached_loads_the_model_only_when_asked(tiny
     assert again.loaded_model is None
     assert torch.equal(again.heldout, tiny_workspace.heldout)
     assert again.model.cfg.d_model == tiny_workspace.preset.d_model and again.loaded_model is not None
+
+
+def test_the_tokenizer_alone_tokenises_as_the_models_does(tiny_workspace, tiny_config):
+    """A run whose activations are cached writes its autointerp contexts with the tokenizer alone; its token rows
+    must be the ones the cached activations were computed from."""
+    from sae_harness.workspace import Workspace
+
+    again = Workspace.prepare(tiny_config)
+    alone, theirs = again.tokenizer, tiny_workspace.model.tokenizer
+    assert again.loaded_model is None and alone is not theirs
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        assert getattr(alone, name) == getattr(theirs, name), name
+    ours = token_rows("offline-wiki", "heldout", alone, context_length=64, n_tokens=3000)
+    assert torch.equal(ours, token_rows("offline-wiki", "heldout", theirs, context_length=64, n_tokens=3000))

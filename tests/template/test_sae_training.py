@@ -169,3 +169,29 @@ def test_shuffle_buffer_emits_every_row_once_in_a_new_order():
     rows = torch.cat(out).flatten()
     assert sorted(rows.tolist()) == list(range(1024))
     assert not torch.equal(rows, torch.arange(1024, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("variant", sorted(SAE_CLASSES))
+def test_every_sae_gives_what_saebench_base_sae_gives(variant, tiny_settings):
+    """SAEBase implements SAEBench's BaseSAE interface without inheriting it (sae_harness/sae_base.py says why):
+    every method BaseSAE has, and the attributes its __init__ sets, with the same values."""
+    from sae_bench.custom_saes.base_sae import BaseSAE
+
+    class Reference(BaseSAE):
+        encode = decode = forward = None
+
+    reference = Reference(640, 256, HOOK.model_name, HOOK.layer, torch.device("cpu"), torch.float32, HOOK.hook_name)
+    sae = make_sae(dataclasses.replace(tiny_settings, variant=variant))
+    helpers = {"test_sae"}  # BaseSAE's own smoke test, which loads a model from the hub
+    missing = [name for name in dir(BaseSAE) if not name.startswith("_") and name not in helpers
+               and not hasattr(sae, name)]
+    assert not missing, f"SAEBase lacks BaseSAE's {missing}"
+    assert dataclasses.asdict(sae.cfg) == dataclasses.asdict(reference.cfg)
+    assert (torch.device(sae.device), sae.dtype) == (reference.device, reference.dtype)
+    for name, tensor in reference.named_parameters():
+        assert getattr(sae, name).shape == tensor.shape, name
+    assert sae.check_decoder_norms()
+    with torch.no_grad():
+        sae.W_dec.mul_(1.01)
+    assert not sae.check_decoder_norms()
+    assert sae.to(dtype=torch.float64).dtype == torch.float64 and sae.W_dec.dtype == torch.float64

@@ -56,14 +56,14 @@ class Incomplete(Exception):
 
 def write_autointerp_contexts(sae, workspace, out_dir: Path) -> Path:
     """Write out_dir/autointerp_contexts.json for the run's trained sae (on the raw activation scale, as a run
-    saves it) and return its path. workspace: the run's Workspace (its held-out activations, model and config)."""
+    saves it) and return its path. workspace: the run's Workspace (its held-out activations, tokenizer and config)."""
     config, preset = workspace.config, workspace.preset
-    heldout = heldout_with_tokens(workspace.model.tokenizer, preset.corpus,
+    heldout = heldout_with_tokens(workspace.tokenizer, preset.corpus,
                                   config.preset_value("context_length", workspace.device), workspace.heldout,
                                   workspace.cache_dir)
     seed = config.seed + SAMPLE_SEED_OFFSET
     n_wanted = preset.for_device(N_FEATURES, workspace.device)
-    features, fires = sampled_features(sae, workspace.model.tokenizer, heldout, n_wanted, np.random.default_rng(seed))
+    features, fires = sampled_features(sae, workspace.tokenizer, heldout, n_wanted, np.random.default_rng(seed))
     summary = {
         "format": FORMAT_VERSION,
         "run": Path(out_dir).resolve().name,

@@ -1,15 +1,19 @@
 """What every SAE architecture shares, so that a variant writes only its encode and its loss.
 
 SAEBase satisfies SAEBench's custom-SAE interface (sae_bench.custom_saes.base_sae.BaseSAE): W_enc (d_in, d_sae),
-W_dec (d_sae, d_in) with unit-norm rows, b_enc, b_dec, encode, decode, forward, and a `cfg` that SAEBench reads.
+W_dec (d_sae, d_in) with unit-norm rows, b_enc, b_dec, encode, decode, forward, device, dtype, to(), and a `cfg`
+(SAEBench's CustomSAEConfig) that SAEBench reads. It implements that interface rather than inheriting BaseSAE:
+sae_bench/custom_saes/base_sae.py imports transformer_lens at its top (for its test_sae helper, which loads a
+model), about 8 s per run process, and SAEBench's evaluations only read the attributes, never check the class.
+tests/template/test_sae_training.py holds SAEBase to every attribute BaseSAE gives.
 """
 
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
-from sae_bench.custom_saes.base_sae import BaseSAE
-from torch import Tensor
+from sae_bench.custom_saes.custom_sae_config import CustomSAEConfig
+from torch import Tensor, nn
 
 from .settings import settings_attributes
 
@@ -56,19 +60,42 @@ class HookSpec:
     hook_name: str
 
 
-class SAEBase(BaseSAE):
+class SAEBase(nn.Module):
     saelens_architecture: ClassVar[str] = "standard"
     """The SAELens architecture this SAE is exported as (see sae_harness/saelens_export.py)."""
 
     def __init__(self, d_in: int, d_sae: int, hook: HookSpec, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
-        super().__init__(d_in, d_sae, hook.model_name, hook.layer, torch.device(device), dtype, hook.hook_name)
+        super().__init__()
+        self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.device, self.dtype = torch.device(device), dtype
+        self.cfg = CustomSAEConfig(hook.model_name, d_in=d_in, d_sae=d_sae, hook_layer=hook.layer,
+                                   hook_name=hook.hook_name)
+        self.cfg.dtype = str(dtype).removeprefix("torch.")
+        self.to(device=self.device, dtype=dtype)
         with torch.no_grad():
             # Random unit-norm decoder rows and a tied encoder: a standard, stable start.
             W_dec = torch.randn(d_sae, d_in, generator=generator, dtype=torch.float32)
             W_dec /= W_dec.norm(dim=1, keepdim=True)
             self.W_dec.copy_(W_dec)
             self.W_enc.copy_(W_dec.T)
+
+    def to(self, *args, **kwargs):
+        """nn.Module.to, keeping the device and dtype attributes SAEBench reads in step (as BaseSAE.to does)."""
+        super().to(*args, **kwargs)
+        self.device = kwargs.get("device") or self.device
+        self.dtype = kwargs.get("dtype") or self.dtype
+        return self
+
+    @torch.no_grad()
+    def check_decoder_norms(self) -> bool:
+        """Whether W_dec's rows are unit-norm, to BaseSAE's tolerance (looser in half precision)."""
+        tolerance = 1e-2 if self.W_dec.dtype in (torch.bfloat16, torch.float16) else 1e-5
+        return bool(torch.allclose(self.W_dec.norm(dim=1), torch.ones(self.cfg.d_sae, device=self.W_dec.device,
+                                                                      dtype=self.W_dec.dtype), atol=tolerance))
 
     def pre_activations(self, x: Tensor) -> Tensor:
         # A bf16 language model (gemma-2-2b on a GPU) hands us bf16 activations; the SAE computes in its own dtype.

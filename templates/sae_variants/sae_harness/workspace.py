@@ -14,7 +14,7 @@ import torch
 
 from .activations import ActivationKey, ActivationSource, cache_path, cached_or_streamed
 from .config import ExperimentConfig
-from .lm import load_model
+from .lm import load_model, load_tokenizer
 from .presets import Preset
 from .sae_base import HookSpec, SAEBase
 from .synthetic import SyntheticSource, load_synthetic_model, split_key
@@ -43,6 +43,8 @@ class Workspace:
     scale: float
     """Training inputs are scale * x, so that their mean norm is sqrt(d_model); folded back after training."""
     setup_seconds: float
+    loaded_tokenizer: object | None = None
+    """The tokenizer alone, when a step needed it while the model was not loaded (see tokenizer)."""
     training_notes: dict = field(default_factory=dict)
     """Facts about why this run was made, copied into final_info.json's training group (baseline.py records a
     frontier point's knob and scale here)."""
@@ -56,6 +58,16 @@ class Workspace:
                 load_synthetic_model(self.preset, self.cache_dir, self.device, self.config.synthetic_hub)
                 if self.preset.synthetic else load_model(self.preset, self.device, self.cache_dir))
         return self.loaded_model
+
+    @property
+    def tokenizer(self):
+        """The language model's tokenizer: the loaded model's, or the tokenizer alone, so that a run whose
+        activations are cached shows held-out text without loading the model (about 15 s on the CPU)."""
+        if self.loaded_model is not None:
+            return self.loaded_model.tokenizer
+        if self.loaded_tokenizer is None:
+            self.loaded_tokenizer = load_tokenizer(self.preset, self.cache_dir)
+        return self.loaded_tokenizer
 
     @property
     def hook(self) -> HookSpec:
