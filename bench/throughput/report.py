@@ -8,8 +8,8 @@ from pathlib import Path
 import sae_lens
 import torch
 
-from .config import BenchConfig
-from .sweep import SETUPS, sweep_parts
+from .config import SETUPS, BenchConfig
+from .sweep import sweep_parts
 
 GPU_BF16_PEAK_TFLOPS = (
     # (substring of torch.cuda.get_device_name(), dense bf16 tensor-core peak in TFLOPS, from NVIDIA's data sheets;
@@ -95,17 +95,22 @@ def print_steps(bench: BenchConfig, step_result: dict):
 
 def print_sweep(bench: BenchConfig, sweep_result: dict):
     print(f"\nSweep of {len(bench.sweep_values)} configurations {bench.sweep_values}, cold caches:")
+    per_run = {"streaming": sweep_result["saelens_runs"], "cached": sweep_result["saelens_cached_runs"]}
     for i, o in enumerate(sweep_result["ours_runs"]):
+        theirs = ", ".join(f"{setup} {runs[i]['wall_s']:.1f} s" for setup, runs in per_run.items() if runs)
         print(f"  run_{i + 1} ({o['value']}): ours {o['wall_s']:.1f} s (setup {o['setup_s']:.1f}, train "
-              f"{o['train_s']:.1f}, eval {o['eval_s']:.1f}); SAELens streaming "
-              f"{sweep_result['saelens_runs'][i]['wall_s']:.1f} s, cached "
-              f"{sweep_result['saelens_cached_runs'][i]['wall_s']:.1f} s")
+              f"{o['train_s']:.1f}, eval {o['eval_s']:.1f}); SAELens {theirs}")
     print(f"  ours {sweep_result['ours_sweep_seconds']:.1f} s in all")
-    for setup in SETUPS:
+    for setup in raced(sweep_result):
         print(f"  SAELens {setup:9} {sweep_result[f'saelens_{setup}_sweep_seconds']:8.1f} s: ratio "
               f"{sweep_result[f'sweep_ratio_vs_{setup}']:.2f}")
     print(f"  headline (against the fastest SAELens set-up, {sweep_result['headline_setup']}): "
           f"{sweep_result['sweep_ratio_headline']:.2f}; checks {sweep_result['checks']}")
+
+
+def raced(sweep_result: dict) -> list[str]:
+    """The SAELens set-ups the sweep raced (streaming may have been skipped)."""
+    return [setup for setup in SETUPS if f"sweep_ratio_vs_{setup}" in sweep_result]
 
 
 def rounded(value):
@@ -119,10 +124,11 @@ def summary_json(bench: BenchConfig, machine: dict, loads: dict, sweep_result, s
            "sae_tokens_per_run": bench.sae_tokens, "lr": bench.lr, "saebench": "skipped on both sides",
            "date": datetime.date.today().isoformat(), "machine": machine, "loadavg": loads}
     if sweep_result:
+        setups = raced(sweep_result)
         out.update({key: rounded(sweep_result[key]) for key in (
             "sweep_ratio_headline", "headline_setup", "ours_sweep_seconds", "ours_sweep_tokens_per_s",
-            *(f"sweep_ratio_vs_{setup}" for setup in SETUPS),
-            *(f"saelens_{setup}_sweep_{kind}" for setup in SETUPS for kind in ("seconds", "tokens_per_s")))})
+            *(f"sweep_ratio_vs_{setup}" for setup in setups),
+            *(f"saelens_{setup}_sweep_{kind}" for setup in setups for kind in ("seconds", "tokens_per_s")))})
         out["sweep_parts"] = sweep_parts(sweep_result)
         out["checks"] = sweep_result["checks"]
     if step_result:

@@ -23,9 +23,6 @@ from .saelens_runs import (
     saelens_token_rows,
 )
 
-SETUPS = ("streaming", "cached", "multi")
-"""SAELens's sweep set-ups, as named in the JSON: sweep_ratio_vs_<set-up>."""
-
 
 def load_lm(bench: BenchConfig, cache_dir: Path):
     """The preset's language model, or a stop that names the flag when it cannot be had here (the hub offline)."""
@@ -61,8 +58,10 @@ def sweep(bench: BenchConfig, root: Path, import_seconds: float) -> tuple[dict, 
     for i, (value, template) in enumerate(zip(bench.sweep_values, templates), start=1):
         ours_runs.append(run_ours(bench, value, template, cache_dir, root / "ours" / f"run_{i}", root / "logs"))
         print(f"  ours    run_{i} ({value}): {ours_runs[-1]['wall_s']:.1f} s")
-        runs["streaming"].append(run_saelens(bench, value, model, dataset, root / "saelens" / f"run_{i}", context))
-        print(f"  SAELens streaming run_{i} ({value}): {runs['streaming'][-1]['wall_s']:.1f} s")
+        if "streaming" in bench.setups:
+            runs["streaming"].append(run_saelens(bench, value, model, dataset, root / "saelens" / f"run_{i}",
+                                                 context))
+            print(f"  SAELens streaming run_{i} ({value}): {runs['streaming'][-1]['wall_s']:.1f} s")
         if cache_pass is None:
             cache_pass = cache_activations(bench, model, rows, saelens_cache, context)
             print(f"  SAELens CacheActivationsRunner: {cache_pass['wall_s']:.1f} s for {cache_pass['rows']} rows")
@@ -78,9 +77,10 @@ def sweep(bench: BenchConfig, root: Path, import_seconds: float) -> tuple[dict, 
     totals = {"streaming": once + sum(r["wall_s"] for r in runs["streaming"]),
               "cached": once + cache_pass["wall_s"] + sum(r["wall_s"] for r in runs["cached"]),
               "multi": once + multi["wall_s"]}
+    totals = {setup: totals[setup] for setup in bench.setups}
     ours_total = sum(r["wall_s"] for r in ours_runs)
     sae_tokens = bench.sae_tokens * len(bench.sweep_values)
-    fastest = min(SETUPS, key=totals.get)
+    fastest = min(totals, key=totals.get)
     result = {
         "ours_runs": ours_runs,
         "saelens_runs": runs["streaming"],
@@ -93,7 +93,7 @@ def sweep(bench: BenchConfig, root: Path, import_seconds: float) -> tuple[dict, 
         "headline_setup": fastest,
         "sweep_ratio_headline": totals[fastest] / ours_total,
     }
-    for setup in SETUPS:
+    for setup in totals:
         result[f"saelens_{setup}_sweep_seconds"] = totals[setup]
         result[f"saelens_{setup}_sweep_tokens_per_s"] = sae_tokens / totals[setup]
         result[f"sweep_ratio_vs_{setup}"] = totals[setup] / ours_total
@@ -128,7 +128,7 @@ def sweep_parts(sweep_result: dict) -> dict:
     def mean(values: list) -> float:
         return round(float(np.mean(values or [0])), 1)
 
-    return {
+    parts = {
         "ours_first_run_s": round(ours[0]["wall_s"], 1),
         "ours_later_runs_mean_s": mean([r["wall_s"] for r in ours[1:]]),
         "ours_outside_main_mean_s": mean([r["wall_s"] - r["in_process_s"] for r in ours]),
@@ -142,3 +142,6 @@ def sweep_parts(sweep_result: dict) -> dict:
         "saelens_multi_s": round(sweep_result["saelens_multi"]["wall_s"], 1),
         "saelens_once_s": round(sum(sweep_result["saelens_fixed_s"].values()), 1),
     }
+    if not sweep_result["saelens_runs"]:  # --skip-streaming
+        parts = {name: value for name, value in parts.items() if not name.startswith("saelens_streaming_")}
+    return parts
